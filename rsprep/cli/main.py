@@ -1,0 +1,112 @@
+"""The ``rsprep`` root command: global options, logging set-up and the one error boundary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from rsprep import __version__
+from rsprep.errors import RsprepError
+
+log = logging.getLogger("rsprep")
+
+_state = {"verbosity": 0}
+
+
+class _BoundaryGroup(TyperGroup):
+    """Turns library errors into one line on stderr and exit code 1 (usage errors stay exit 2)."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D401 - click API
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except RsprepError as exc:
+            _report(exc)
+            raise click.exceptions.Exit(1) from exc
+        except OSError as exc:  # disk full, permissions, GDAL I/O errors
+            _report(exc)
+            raise click.exceptions.Exit(1) from exc
+        except KeyboardInterrupt as exc:
+            typer.echo("rsprep: interrupted; outputs written so far are complete, partial ones were removed",
+                       err=True)
+            raise click.exceptions.Exit(130) from exc
+
+
+def _report(exc: BaseException) -> None:
+    if _state["verbosity"] >= 2:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    msg = str(exc) or exc.__class__.__name__
+    if isinstance(exc, OSError) and not isinstance(exc, RsprepError) and exc.filename:
+        msg = f"{exc.strerror or exc}: {exc.filename}"
+    typer.echo(f"rsprep: error: {msg}", err=True)
+
+
+app = typer.Typer(
+    cls=_BoundaryGroup,
+    name="rsprep",
+    help="Build deep-learning-ready remote-sensing datasets (reBEN and friends) from raw archives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rsprep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging; -vv adds tracebacks.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only, no progress bars.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """rsprep: raw satellite archives in, deep-learning-ready datasets out."""
+    _state["verbosity"] = -1 if quiet else verbose
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    root = logging.getLogger("rsprep")
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("rsprep: %(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def quiet() -> bool:
+    """True when the user asked for logs only (no progress bars)."""
+    return _state["verbosity"] < 0
+
+
+def _register() -> None:
+    # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
+    from rsprep.cli import inspect as inspect_cmd
+    from rsprep.cli import synth as synth_cmd
+
+    app.command("inspect")(inspect_cmd.inspect)
+    app.command("synth")(synth_cmd.synth)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

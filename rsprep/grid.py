@@ -1,0 +1,144 @@
+"""The reBEN patch grid and naming rules (DESIGN §3). Pure: no file-format imports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from rsprep.errors import InvalidParameterError
+
+#: Real Sentinel-2 tiles are 109,800 m square.
+TILE_SIZE_M = 109_800
+DEFAULT_PATCH_SIZE_M = 1200
+
+PRODUCT_URI_RE = re.compile(
+    r"^(?P<mission>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<datatake>\d{8}T\d{6})_N(?P<baseline>\d{4})"
+    r"_R(?P<orbit>\d{3})_T(?P<tile>\d{2}[A-Z]{3})_(?P<generation>\d{8}T\d{6})(?:\.SAFE)?$"
+)
+PATCH_ID_RE = re.compile(r"^(?P<prefix>.+)_(?P<x>\d+)_(?P<y>\d+)$")
+
+
+@dataclass(frozen=True)
+class ProductName:
+    """The parts of a Sentinel-2 product URI."""
+
+    mission: str
+    level: str
+    datatake: str
+    baseline: str  # as in the name: "0400", "9999"
+    relative_orbit: int
+    tile: str  # without the leading T: "33UUP"
+    generation: str
+
+    @property
+    def patch_prefix(self) -> str:
+        """Product URI without ``_<generation>.SAFE``: the stem of every patch name."""
+        return (
+            f"{self.mission}_MSI{self.level}_{self.datatake}_N{self.baseline}"
+            f"_R{self.relative_orbit:03d}_T{self.tile}"
+        )
+
+
+def parse_product_uri(uri: str) -> ProductName:
+    """Split a product URI (``S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_20230406T150245.SAFE``).
+
+    Raises:
+        InvalidParameterError: ``uri`` does not follow the Sentinel-2 compact naming convention.
+    """
+    m = PRODUCT_URI_RE.match(uri.strip())
+    if m is None:
+        raise InvalidParameterError(
+            f"product name {uri!r} does not follow the Sentinel-2 compact naming convention "
+            "MMM_MSIXXX_YYYYMMDDTHHMMSS_Nxxyy_ROOO_Txxxxx_<generation>.SAFE"
+        )
+    return ProductName(
+        mission=m["mission"],
+        level=m["level"],
+        datatake=m["datatake"],
+        baseline=m["baseline"],
+        relative_orbit=int(m["orbit"]),
+        tile=m["tile"],
+        generation=m["generation"],
+    )
+
+
+def check_patch_size(patch_size: int) -> int:
+    """Return ``patch_size`` if every band has whole pixels in a patch of that size.
+
+    Raises:
+        InvalidParameterError: not a positive multiple of 60 m.
+    """
+    if patch_size <= 0 or patch_size % 60:
+        raise InvalidParameterError(
+            f"patch size {patch_size} m is not a positive multiple of 60 m; "
+            "choose e.g. 1200 (reBEN), 600 or 2400 so that the 60 m bands have whole pixels"
+        )
+    return patch_size
+
+
+def patches_per_side(tile_size_m: float, patch_size: int = DEFAULT_PATCH_SIZE_M) -> int:
+    """Number of complete patches along one side of a tile (91 for 109,800 m and 1200 m)."""
+    check_patch_size(patch_size)
+    return int(tile_size_m // patch_size)
+
+
+def patch_pixels(patch_size: int, resolution: int) -> int:
+    """Pixels per patch side at ``resolution`` (120 / 60 / 20 for 1200 m)."""
+    return check_patch_size(patch_size) // resolution
+
+
+def patch_bounds(
+    ulx: float, uly: float, x: int, y: int, patch_size: int = DEFAULT_PATCH_SIZE_M
+) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of patch (x, y) of a tile whose upper-left corner is (ulx, uly)."""
+    left = ulx + patch_size * x
+    top = uly - patch_size * y
+    return (left, top - patch_size, left + patch_size, top)
+
+
+def index_digits(n: int) -> int:
+    """Digits of the largest patch index, ``n - 1`` (2 for 91 patches per side)."""
+    return len(str(max(n - 1, 0)))
+
+
+def patch_name(prefix: str, x: int, y: int, n: int) -> str:
+    """reBEN patch name: ``<prefix>_<x>_<y>``, indices zero-padded to the digits of ``n - 1``."""
+    d = index_digits(n)
+    return f"{prefix}_{x:0{d}d}_{y:0{d}d}"
+
+
+def s1_patch_name(s1_product: str, tile: str, x: int, y: int) -> str:
+    """Sentinel-1 patch name: S1 product name up to its start time, tile without T, x, y (unpadded).
+
+    ``s1_patch_name("S1A_IW_GRDH_1SDV_20170613T165043_20170613T165108_...", "T33UUP", 70, 48)``
+    gives ``S1A_IW_GRDH_1SDV_20170613T165043_33UUP_70_48``.
+    """
+    parts = s1_product.split("_")
+    # S1A_IW_GRDH_1SDV_<start>_...: the start time is the first field that looks like a time.
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"\d{8}T\d{6}", part):
+            stem = "_".join(parts[: i + 1])
+            break
+    else:
+        raise InvalidParameterError(
+            f"Sentinel-1 product name {s1_product!r} has no start time field (YYYYMMDDTHHMMSS)"
+        )
+    return f"{stem}_{tile.removeprefix('T')}_{x}_{y}"
+
+
+def parse_patch_id(patch_id: str) -> tuple[str, int, int]:
+    """Split ``<prefix>_<x>_<y>`` into its parts.
+
+    Raises:
+        InvalidParameterError: ``patch_id`` does not end in ``_<x>_<y>``.
+    """
+    m = PATCH_ID_RE.match(patch_id)
+    if m is None:
+        raise InvalidParameterError(f"patch name {patch_id!r} does not end in _<x>_<y>")
+    return m["prefix"], int(m["x"]), int(m["y"])
+
+
+def season(when: datetime) -> str:
+    """Meteorological season of a date: DJF winter, MAM spring, JJA summer, SON autumn."""
+    return ("winter", "spring", "summer", "autumn")[(when.month % 12) // 3]
