@@ -41,7 +41,18 @@ BANDS_BY_ID: dict[int, Band] = {b.band_id: b for b in _ALL_BANDS}
 
 #: The 12 spectral bands of reBEN (all but the cirrus band B10), in the documented stacking order.
 SPECTRAL_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B11",
+    "B12",
 )
 #: Bands of an L1C product (B10 included).
 L1C_BANDS: tuple[str, ...] = tuple(b.name for b in _ALL_BANDS)

@@ -95,9 +95,7 @@ class BandFile:
         if self.actual_shape != self.declared_shape:
             ar, ac = self.actual_shape or (0, 0)
             dr, dc = self.declared_shape
-            return (
-                f"{where}: file {self.path} is {ac} × {ar} px but MTD_TL.xml declares {dc} × {dr} px"
-            )
+            return f"{where}: file {self.path} is {ac} × {ar} px but MTD_TL.xml declares {dc} × {dr} px"
         return None
 
 
@@ -182,7 +180,8 @@ class S2Product:
         problems = [p for f in files if (p := f.problem) is not None]
         if problems:
             raise MissingBandFilesError(
-                f"{self.path}: {len(problems)} band file(s) unusable: " + "; ".join(problems)
+                f"{self.path}: {len(problems)} band file(s) unusable: "
+                + "; ".join(problems)
                 + ". Re-download the product, or restrict the run to the bands that exist (--bands).",
                 problems=problems,
             )
@@ -234,7 +233,9 @@ class _Source:
                 self._zip = zipfile.ZipFile(path)
                 self._names = {n for n in self._zip.namelist() if not n.endswith("/")}
             except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidProductError(f"{path}: corrupted zip archive ({exc}); download it again") from exc
+                raise InvalidProductError(
+                    f"{path}: corrupted zip archive ({exc}); download it again"
+                ) from exc
 
     def close(self) -> None:
         if self._zip is not None:
@@ -291,15 +292,21 @@ class _Source:
             else:
                 data = (self.path / full).read_bytes()
         except KeyError as exc:
-            raise InvalidProductError(f"{shown} is missing; the product is incomplete, download it again") from exc
+            raise InvalidProductError(
+                f"{shown} is missing; the product is incomplete, download it again"
+            ) from exc
         except FileNotFoundError as exc:
-            raise InvalidProductError(f"{shown} is missing; the product is incomplete, download it again") from exc
+            raise InvalidProductError(
+                f"{shown} is missing; the product is incomplete, download it again"
+            ) from exc
         except (zipfile.BadZipFile, OSError) as exc:
             raise InvalidProductError(f"{shown} cannot be read ({exc}); download the product again") from exc
         try:
             tree = ElementTree.fromstring(data)
         except ElementTree.ParseError as exc:
-            raise InvalidProductError(f"{shown} is not well-formed XML ({exc}); download the product again") from exc
+            raise InvalidProductError(
+                f"{shown} is not well-formed XML ({exc}); download the product again"
+            ) from exc
         for el in tree.iter():  # drop namespaces: the PSD versions differ only there
             if isinstance(el.tag, str) and "}" in el.tag:
                 el.tag = el.tag.split("}", 1)[1]
@@ -309,7 +316,11 @@ class _Source:
         prefix = self._join(root, "GRANULE/")
         if self._zip is not None:
             return sorted(
-                {n[len(prefix):].split("/", 1)[0] for n in self._names if n.startswith(prefix) and n.endswith("/MTD_TL.xml")}
+                {
+                    n[len(prefix) :].split("/", 1)[0]
+                    for n in self._names
+                    if n.startswith(prefix) and n.endswith("/MTD_TL.xml")
+                }
             )
         base = self.path / prefix
         return sorted(p.parent.name for p in base.glob("*/MTD_TL.xml")) if base.is_dir() else []
@@ -404,7 +415,9 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
 
     product_uri = _first_text(mtd, "PRODUCT_URI")
     if not product_uri:
-        raise InvalidProductError(f"{shown} has no PRODUCT_URI; is this a pre-2016 product? Those are not supported")
+        raise InvalidProductError(
+            f"{shown} has no PRODUCT_URI; is this a pre-2016 product? Those are not supported"
+        )
     m = PRODUCT_URI_RE.match(product_uri)
     if m is None:
         raise InvalidProductError(
@@ -414,7 +427,9 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
     product_format = _first_text(mtd, "PRODUCT_FORMAT") or "SAFE_COMPACT"
     image_files = [el.text.strip() for el in _iter_local(mtd, "IMAGE_FILE") if el.text]
     if not image_files:
-        raise InvalidProductError(f"{shown} lists no IMAGE_FILE entries; only SAFE_COMPACT products are supported")
+        raise InvalidProductError(
+            f"{shown} lists no IMAGE_FILE entries; only SAFE_COMPACT products are supported"
+        )
 
     granule = image_files[0].split("/")[1] if image_files[0].startswith("GRANULE/") else None
     if granule is None:
@@ -428,7 +443,9 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
     pfx = m["mission"] + "_MSI" + m["level"] + "_" + m["datatake"] + "_N" + m["baseline"]
     patch_prefix = f"{pfx}_R{m['orbit']}_T{m['tile']}"
 
-    datatake = _parse_time(_first_text(mtd, "DATATAKE_SENSING_START") or _first_text(mtd, "PRODUCT_START_TIME"))
+    datatake = _parse_time(
+        _first_text(mtd, "DATATAKE_SENSING_START") or _first_text(mtd, "PRODUCT_START_TIME")
+    )
     if datatake is None:
         datatake = _compact_time(m["datatake"])
 
@@ -439,7 +456,9 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
         quant = _float_or_none(_first_text(mtd, "QUANTIFICATION_VALUE"))
         offset_tag = "RADIO_ADD_OFFSET"
     if quant is None or quant <= 0:
-        raise InvalidProductError(f"{shown} has no valid {'BOA_' if level == 'L2A' else ''}QUANTIFICATION_VALUE")
+        raise InvalidProductError(
+            f"{shown} has no valid {'BOA_' if level == 'L2A' else ''}QUANTIFICATION_VALUE"
+        )
     offsets = {b: 0 for b in (*SPECTRAL_BANDS, "B10")}
     offset_elements = _iter_local(mtd, offset_tag)
     for el in offset_elements:
@@ -456,9 +475,7 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
     special.setdefault("NODATA", 0)
     special.setdefault("SATURATED", 65535)
 
-    bands = _band_files(
-        source, root_dir, level, image_files, geocoding, m["tile"], check_files=check_files
-    )
+    bands = _band_files(source, root_dir, level, image_files, geocoding, m["tile"], check_files=check_files)
 
     return S2Product(
         path=source.path,
@@ -472,7 +489,8 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
         datatake_time=datatake,
         sensing_time=_parse_time(_first_text(tl, "SENSING_TIME")),
         generation_time=_parse_time(_first_text(mtd, "GENERATION_TIME")),
-        processing_baseline=_first_text(mtd, "PROCESSING_BASELINE") or f"{m['baseline'][:2]}.{m['baseline'][2:]}",
+        processing_baseline=_first_text(mtd, "PROCESSING_BASELINE")
+        or f"{m['baseline'][:2]}.{m['baseline'][2:]}",
         product_format=product_format,
         epsg=epsg,
         crs_name=crs_name,

@@ -12,10 +12,13 @@ from rsprep.cli.options import Json
 
 
 def inspect(
-    paths: Annotated[list[Path], typer.Argument(help="SAFE folders or .zip files (L2A or L1C).", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(help="SAFE folders or .zip files (L2A or L1C).", show_default=False)
+    ],
     as_json: Json = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 when a band file is missing, unreadable or wrongly sized.")
+        bool,
+        typer.Option("--strict", help="Exit 1 when a band file is missing, unreadable or wrongly sized."),
     ] = False,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Do not open band files (faster; sizes are not compared).")

@@ -21,7 +21,7 @@ _state = {"verbosity": 0}
 class _BoundaryGroup(TyperGroup):
     """Turns library errors into one line on stderr and exit code 1 (usage errors stay exit 2)."""
 
-    def invoke(self, ctx: click.Context):  # noqa: D401 - click API
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -33,8 +33,10 @@ class _BoundaryGroup(TyperGroup):
             _report(exc)
             raise click.exceptions.Exit(1) from exc
         except KeyboardInterrupt as exc:
-            typer.echo("rsprep: interrupted; outputs written so far are complete, partial ones were removed",
-                       err=True)
+            typer.echo(
+                "rsprep: interrupted; outputs written so far are complete, partial ones were removed",
+                err=True,
+            )
             raise click.exceptions.Exit(130) from exc
 
 
@@ -68,7 +70,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging; -vv adds tracebacks.")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging; -vv adds tracebacks.")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only, no progress bars.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

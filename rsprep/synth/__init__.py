@@ -55,8 +55,13 @@ class SynthConfig:
 Progress = Callable[[str], None]
 
 
-def synthesize(out: str | Path, config: SynthConfig | None = None, *, overwrite: bool = False,
-               progress: Progress | None = None) -> dict[str, Any]:
+def synthesize(
+    out: str | Path,
+    config: SynthConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Write a synthetic archive into ``out`` and return its manifest (also saved as ``synth.json``).
 
     The archive is built in a temporary sibling folder and renamed into place at the end, so an
@@ -70,7 +75,9 @@ def synthesize(out: str | Path, config: SynthConfig | None = None, *, overwrite:
     cfg.validate()
     out = Path(out)
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists already; pass --overwrite to replace it or choose another folder")
+        raise OutputExistsError(
+            f"{out} exists already; pass --overwrite to replace it or choose another folder"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -78,7 +85,9 @@ def synthesize(out: str | Path, config: SynthConfig | None = None, *, overwrite:
     tmp.mkdir()
     try:
         manifest = _build(tmp, cfg, progress or (lambda _step: None))
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_NAME).write_text(
+            json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8"
+        )
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -127,10 +136,21 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
     for spec in specs:
         t = spec.tile
         first_of_tile = t.name not in tile_docs
-        rendered = render_product(spec, truth, skies[spec.acquisition.index], patch_size=cfg.patch_size,
-                                  seed=cfg.seed, with_codes=first_of_tile)
-        corners = [(t.ulx, t.uly), (t.ulx + size, t.uly), (t.ulx + size, t.uly - size), (t.ulx, t.uly - size),
-                   (t.ulx, t.uly)]
+        rendered = render_product(
+            spec,
+            truth,
+            skies[spec.acquisition.index],
+            patch_size=cfg.patch_size,
+            seed=cfg.seed,
+            with_codes=first_of_tile,
+        )
+        corners = [
+            (t.ulx, t.uly),
+            (t.ulx + size, t.uly),
+            (t.ulx + size, t.uly - size),
+            (t.ulx, t.uly - size),
+            (t.ulx, t.uly),
+        ]
         lon, lat = to_wgs84.transform(*zip(*corners, strict=True))
         footprint = " ".join(f"{la:.9f} {lo:.9f}" for la, lo in zip(lat, lon, strict=True))
         path = write_product(spec, rendered, s2_dir, content=cfg.content, footprint=footprint)
@@ -140,34 +160,46 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
         if first_of_tile:
             assert rendered.code_counts is not None
             tile_docs[t.name] = {
-                "name": t.name, "epsg": layout.EPSG, "ulx": t.ulx, "uly": t.uly, "size_m": size,
-                "column": t.column, "row": t.row, "patches_per_side": n,
+                "name": t.name,
+                "epsg": layout.EPSG,
+                "ulx": t.ulx,
+                "uly": t.uly,
+                "size_m": size,
+                "column": t.column,
+                "row": t.row,
+                "patches_per_side": n,
                 "patch_codes": {
                     f"{x}_{y}": {str(c): k for c, k in sorted(counts.items())}
-                    for (x, y), counts in sorted(rendered.code_counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+                    for (x, y), counts in sorted(
+                        rendered.code_counts.items(), key=lambda kv: (kv[0][1], kv[0][0])
+                    )
                 },
             }
-        products.append({
-            "index": spec.index,
-            "path": path.relative_to(root).as_posix(),
-            "product_uri": spec.product_uri,
-            "patch_prefix": prefix,
-            "tile": t.name,
-            "level": spec.level,
-            "datatake": spec.acquisition.datatake.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "season": spec.acquisition.season,
-            "baseline": spec.baseline,
-            "boa_add_offset": -1000 if spec.has_offset else 0,
-            "quality_passed": spec.failed_check is None,
-            "failed_checks": [spec.failed_check] if spec.failed_check else [],
-            "roles": list(spec.roles),
-            "content": cfg.content,
-            "swath_edge": skies[spec.acquisition.index].swath_edge is not None,
-            "patches": {
-                patch_name(prefix, x, y, n): stats
-                for (x, y), stats in sorted(rendered.patch_stats.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-            },
-        })
+        products.append(
+            {
+                "index": spec.index,
+                "path": path.relative_to(root).as_posix(),
+                "product_uri": spec.product_uri,
+                "patch_prefix": prefix,
+                "tile": t.name,
+                "level": spec.level,
+                "datatake": spec.acquisition.datatake.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "season": spec.acquisition.season,
+                "baseline": spec.baseline,
+                "boa_add_offset": -1000 if spec.has_offset else 0,
+                "quality_passed": spec.failed_check is None,
+                "failed_checks": [spec.failed_check] if spec.failed_check else [],
+                "roles": list(spec.roles),
+                "content": cfg.content,
+                "swath_edge": skies[spec.acquisition.index].swath_edge is not None,
+                "patches": {
+                    patch_name(prefix, x, y, n): stats
+                    for (x, y), stats in sorted(
+                        rendered.patch_stats.items(), key=lambda kv: (kv[0][1], kv[0][0])
+                    )
+                },
+            }
+        )
         del rendered
         progress(spec.product_uri)
 
@@ -198,13 +230,19 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
         "tiles": list(tile_docs.values()),
         "products": products,
         "clc": {
-            "path": clc_path.relative_to(root).as_posix(), "layer": CLC_LAYER, "code_field": "Code_18",
-            "crs": CLC_CRS, "n_polygons": sum(clc_counts.values()),
+            "path": clc_path.relative_to(root).as_posix(),
+            "layer": CLC_LAYER,
+            "code_field": "Code_18",
+            "crs": CLC_CRS,
+            "n_polygons": sum(clc_counts.values()),
             "polygons_per_code": {str(k): v for k, v in sorted(clc_counts.items())},
         },
         "countries": {
-            "path": countries_path.relative_to(root).as_posix(), "layer": COUNTRY_LAYER,
-            "name_field": "NAME", "crs": "EPSG:4326", "names": names,
+            "path": countries_path.relative_to(root).as_posix(),
+            "layer": COUNTRY_LAYER,
+            "name_field": "NAME",
+            "crs": "EPSG:4326",
+            "names": names,
         },
         "s1": scenes,
     }

@@ -16,7 +16,7 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
-from rsprep.synth.spectra import S, WINTER_SURFACE, surface_of_code
+from rsprep.synth.spectra import WINTER_SURFACE, S, surface_of_code
 
 # Code mixes per region type (CLC 2018 level-3 codes, probability weights).
 _REGION_CODES: dict[str, dict[int, float]] = {
@@ -100,7 +100,9 @@ def make_truth(bounds: tuple[float, float, float, float], *, cell_size: float, s
     px = px.ravel() + rng.uniform(-0.45, 0.45, px.size) * (w / nx)
     py = py.ravel() + rng.uniform(-0.45, 0.45, py.size) * (h / ny)
     box = shapely.box(x0, y0, x1, y1)
-    regions = shapely.voronoi_polygons(shapely.multipoints(np.column_stack([px, py])), extend_to=box, ordered=True)
+    regions = shapely.voronoi_polygons(
+        shapely.multipoints(np.column_stack([px, py])), extend_to=box, ordered=True
+    )
     cells = shapely.intersection(shapely.get_parts(regions), box)
     cells = shapely.normalize(cells)
 
@@ -108,7 +110,8 @@ def make_truth(bounds: tuple[float, float, float, float], *, cell_size: float, s
     n_regions = max(len(_REGION_TYPES), math.ceil(w * h / (6 * cell_size) ** 2 / 4))
     centres = np.column_stack([rng.uniform(x0, x1, n_regions), rng.uniform(y0, y1, n_regions)])
     types = np.array(
-        list(_REGION_TYPES) + list(rng.choice(_REGION_TYPES, n_regions - len(_REGION_TYPES), p=_REGION_WEIGHTS)),
+        list(_REGION_TYPES)
+        + list(rng.choice(_REGION_TYPES, n_regions - len(_REGION_TYPES), p=_REGION_WEIGHTS)),
         dtype=object,
     )
     d2 = (px[:, None] - centres[None, :, 0]) ** 2 + (py[:, None] - centres[None, :, 1]) ** 2

@@ -77,8 +77,10 @@ class ProductSpec:
 
     @property
     def absolute_orbit(self) -> int:
-        start = datetime(2015, 6, 23, tzinfo=UTC) if self.acquisition.mission == "S2A" else datetime(
-            2017, 3, 7, tzinfo=UTC
+        start = (
+            datetime(2015, 6, 23, tzinfo=UTC)
+            if self.acquisition.mission == "S2A"
+            else datetime(2017, 3, 7, tzinfo=UTC)
         )
         days = (self.acquisition.datatake - start).total_seconds() / 86400
         return int(days * 14.3) + 1
@@ -113,13 +115,16 @@ def check_baseline(baseline: str) -> str:
 
 
 def tile_size_m(patches_per_side: int, patch_size: int, full_size: bool) -> int:
-    """Side of a synthetic tile: the real 109,800 m, or (n + ½) patches rounded up to 60 m."""
+    """Side of a synthetic tile: the real 109,800 m, or (n + ½) patches with the half rounded down to 60 m.
+
+    The partial strip mimics the real 91.5 patches per side; a 60 m patch has no half at 60 m pixels.
+    """
     check_patch_size(patch_size)
     if full_size:
         return TILE_SIZE_M
     if patches_per_side < 1:
         raise InvalidParameterError(f"patches per side must be at least 1, got {patches_per_side}")
-    half = math.ceil(patch_size / 2 / 60) * 60  # a partial strip, as the real 91.5 patches
+    half = (patch_size // 2) // 60 * 60
     return patches_per_side * patch_size + half
 
 
@@ -130,7 +135,9 @@ def tile_layout(n_tiles: int, size_m: int) -> list[TileSpec]:
     (UUN, UUM, ...). Upper-left corners stay on 60 m multiples, as in the real grid (399960, ...).
     """
     if not 1 <= n_tiles <= MAX_TILE_COLUMNS**2:
-        raise InvalidParameterError(f"number of tiles must be between 1 and {MAX_TILE_COLUMNS**2}, got {n_tiles}")
+        raise InvalidParameterError(
+            f"number of tiles must be between 1 and {MAX_TILE_COLUMNS**2}, got {n_tiles}"
+        )
     cols = math.ceil(math.sqrt(n_tiles))
     step = math.floor(size_m * 100_000 / TILE_SIZE_M / 60) * 60
     tiles = []
@@ -148,11 +155,15 @@ def acquisitions(n: int) -> list[Acquisition]:
     out = []
     for i in range(n):
         mission, when, season = _BASE_ACQUISITIONS[i % len(_BASE_ACQUISITIONS)]
-        out.append(Acquisition(i, mission, when + timedelta(days=10 * (i // len(_BASE_ACQUISITIONS))), season))
+        out.append(
+            Acquisition(i, mission, when + timedelta(days=10 * (i // len(_BASE_ACQUISITIONS))), season)
+        )
     return out
 
 
-def product_specs(tiles: list[TileSpec], acqs: list[Acquisition], *, level: str, baseline: str) -> list[ProductSpec]:
+def product_specs(
+    tiles: list[TileSpec], acqs: list[Acquisition], *, level: str, baseline: str
+) -> list[ProductSpec]:
     """One product per (acquisition, tile), with the special roles the tests rely on.
 
     With three or more products, the second to last is processed at an old baseline (no

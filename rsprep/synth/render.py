@@ -36,7 +36,9 @@ def texture_waves(seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, 31])
     lam = rng.uniform(250.0, 900.0, 3)
     ang = rng.uniform(0, np.pi, 3)
-    return np.column_stack([2 * np.pi / lam * np.cos(ang), 2 * np.pi / lam * np.sin(ang), rng.uniform(0, 6.3, 3)])
+    return np.column_stack(
+        [2 * np.pi / lam * np.cos(ang), 2 * np.pi / lam * np.sin(ang), rng.uniform(0, 6.3, 3)]
+    )
 
 
 def render_product(
@@ -143,7 +145,9 @@ def render_product(
     return out
 
 
-def _accumulate_codes(hist: np.ndarray, codes: np.ndarray, keys: np.ndarray, r0: int, n: int, px: int) -> None:
+def _accumulate_codes(
+    hist: np.ndarray, codes: np.ndarray, keys: np.ndarray, r0: int, n: int, px: int
+) -> None:
     rows, cols = codes.shape
     prow = (r0 + np.arange(rows)) // px
     pcol = np.arange(cols) // px
@@ -160,7 +164,9 @@ def _blocks(a: np.ndarray, n: int, px: int) -> np.ndarray:
     return a[: n * px, : n * px].reshape(n, px, n, px).transpose(0, 2, 1, 3)
 
 
-def _patch_stats(out: Rendered, masks: dict[int, np.ndarray], sky20: np.ndarray, n: int, patch_size: int) -> None:
+def _patch_stats(
+    out: Rendered, masks: dict[int, np.ndarray], sky20: np.ndarray, n: int, patch_size: int
+) -> None:
     any_nodata = np.zeros((n, n), dtype=bool)
     for res, m in masks.items():
         any_nodata |= _blocks(m, n, patch_size // res).any(axis=(2, 3))

@@ -92,13 +92,31 @@ def write_scene(spec: S1Spec, truth: Truth, out_dir: Path, *, seed: int, winter:
         db = (base + np.float32(10.0) * np.log10(np.maximum(speckle, 1e-6))).astype(np.float32)
         db[outside] = spec.nodata
         path = folder / f"{spec.name}_{pol}.tif"
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
-            path, "w", driver="GTiff", width=cols, height=rows, count=1, dtype="float32", crs=spec.crs,
-            transform=transform, nodata=spec.nodata, TILED="YES", COMPRESS="DEFLATE", PREDICTOR=3,
-        ) as ds:
+        with (
+            rasterio.Env(GDAL_PAM_ENABLED="NO"),
+            rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=cols,
+                height=rows,
+                count=1,
+                dtype="float32",
+                crs=spec.crs,
+                transform=transform,
+                nodata=spec.nodata,
+                TILED="YES",
+                COMPRESS="DEFLATE",
+                PREDICTOR=3,
+            ) as ds,
+        ):
             ds.write(db, 1)
-            ds.update_tags(S1_PRODUCT=spec.name, POLARISATION=pol, UNIT="dB",
-                           START_TIME=spec.start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            ds.update_tags(
+                S1_PRODUCT=spec.name,
+                POLARISATION=pol,
+                UNIT="dB",
+                START_TIME=spec.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
         paths[pol] = path
     bounds = rasterio.transform.array_bounds(rows, cols, transform)
     return {

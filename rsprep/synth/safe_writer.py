@@ -24,20 +24,44 @@ _NS_TL = {
     "L1C": ("Level-1C_Tile_ID", "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-1C_Tile_Metadata.xsd"),
 }
 _SCL_NAMES = (
-    "SC_NODATA", "SC_SATURATED_DEFECTIVE", "SC_DARK_FEATURE_SHADOW", "SC_CLOUD_SHADOW", "SC_VEGETATION",
-    "SC_NOT_VEGETATED", "SC_WATER", "SC_UNCLASSIFIED", "SC_CLOUD_MEDIUM_PROBA", "SC_CLOUD_HIGH_PROBA",
-    "SC_THIN_CIRRUS", "SC_SNOW_ICE",
+    "SC_NODATA",
+    "SC_SATURATED_DEFECTIVE",
+    "SC_DARK_FEATURE_SHADOW",
+    "SC_CLOUD_SHADOW",
+    "SC_VEGETATION",
+    "SC_NOT_VEGETATED",
+    "SC_WATER",
+    "SC_UNCLASSIFIED",
+    "SC_CLOUD_MEDIUM_PROBA",
+    "SC_CLOUD_HIGH_PROBA",
+    "SC_THIN_CIRRUS",
+    "SC_SNOW_ICE",
 )
 _QUALITY_CHECKS = {
-    "L2A": ("FORMAT_CORRECTNESS", "GENERAL_QUALITY", "GEOMETRIC_QUALITY", "L2A_QUALITY",
-            "RADIOMETRIC_QUALITY", "SENSOR_QUALITY"),
-    "L1C": ("FORMAT_CORRECTNESS", "GENERAL_QUALITY", "GEOMETRIC_QUALITY", "RADIOMETRIC_QUALITY", "SENSOR_QUALITY"),
+    "L2A": (
+        "FORMAT_CORRECTNESS",
+        "GENERAL_QUALITY",
+        "GEOMETRIC_QUALITY",
+        "L2A_QUALITY",
+        "RADIOMETRIC_QUALITY",
+        "SENSOR_QUALITY",
+    ),
+    "L1C": (
+        "FORMAT_CORRECTNESS",
+        "GENERAL_QUALITY",
+        "GEOMETRIC_QUALITY",
+        "RADIOMETRIC_QUALITY",
+        "SENSOR_QUALITY",
+    ),
 }
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _t(when: datetime, micro: bool = False) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f" if micro else "%Y-%m-%dT%H:%M:%S.000")[: 26 if micro else 23] + "Z"
+    return (
+        when.strftime("%Y-%m-%dT%H:%M:%S.%f" if micro else "%Y-%m-%dT%H:%M:%S.000")[: 26 if micro else 23]
+        + "Z"
+    )
 
 
 def band_relpaths(spec: ProductSpec) -> dict[str, str]:
@@ -114,7 +138,9 @@ def _layer(key: str, spec: ProductSpec, rendered: Rendered) -> tuple[np.ndarray,
     return np.stack(rgb), res
 
 
-def write_product(spec: ProductSpec, rendered: Rendered, out_dir: Path, *, content: str, footprint: str) -> Path:
+def write_product(
+    spec: ProductSpec, rendered: Rendered, out_dir: Path, *, content: str, footprint: str
+) -> Path:
     """Write the SAFE folder of ``spec`` into ``out_dir`` and return its path."""
     root = out_dir / spec.product_uri
     gran = root / "GRANULE" / spec.granule_dir
@@ -149,8 +175,12 @@ def write_raster(path: Path, arr: np.ndarray, *, ulx: float, uly: float, res: fl
 
     arr = arr if arr.ndim == 3 else arr[None]
     profile = dict(
-        width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype.name,
-        crs=f"EPSG:{EPSG}", transform=from_origin(ulx, uly, res, res),
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype.name,
+        crs=f"EPSG:{EPSG}",
+        transform=from_origin(ulx, uly, res, res),
     )
     block = 1024 if min(arr.shape[1:]) >= 1024 else None
     if content == "jp2":
@@ -158,8 +188,15 @@ def write_raster(path: Path, arr: np.ndarray, *, ulx: float, uly: float, res: fl
         if block:
             opts.update(BLOCKXSIZE=block, BLOCKYSIZE=block)
     else:
-        opts = dict(driver="GTiff", COMPRESS="DEFLATE", ZLEVEL=1, PREDICTOR=2, TILED="YES",
-                    BLOCKXSIZE=512, BLOCKYSIZE=512)
+        opts = dict(
+            driver="GTiff",
+            COMPRESS="DEFLATE",
+            ZLEVEL=1,
+            PREDICTOR=2,
+            TILED="YES",
+            BLOCKXSIZE=512,
+            BLOCKYSIZE=512,
+        )
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile, **opts) as ds:
         ds.write(arr)
 
@@ -198,10 +235,14 @@ def _content_qi(rendered: Rendered, indent: str) -> str:
     p = rendered.scl_percent
     cloudy = p.get(8, 0.0) + p.get(9, 0.0) + p.get(10, 0.0)
     items = [
-        ("CLOUDY_PIXEL_OVER_LAND_PERCENTAGE", cloudy), ("NODATA_PIXEL_PERCENTAGE", p.get(0, 0.0)),
-        ("SATURATED_DEFECTIVE_PIXEL_PERCENTAGE", 0.0), ("CLOUD_SHADOW_PERCENTAGE", p.get(3, 0.0)),
-        ("MEDIUM_PROBA_CLOUDS_PERCENTAGE", p.get(8, 0.0)), ("HIGH_PROBA_CLOUDS_PERCENTAGE", p.get(9, 0.0)),
-        ("THIN_CIRRUS_PERCENTAGE", p.get(10, 0.0)), ("SNOW_ICE_PERCENTAGE", p.get(11, 0.0)),
+        ("CLOUDY_PIXEL_OVER_LAND_PERCENTAGE", cloudy),
+        ("NODATA_PIXEL_PERCENTAGE", p.get(0, 0.0)),
+        ("SATURATED_DEFECTIVE_PIXEL_PERCENTAGE", 0.0),
+        ("CLOUD_SHADOW_PERCENTAGE", p.get(3, 0.0)),
+        ("MEDIUM_PROBA_CLOUDS_PERCENTAGE", p.get(8, 0.0)),
+        ("HIGH_PROBA_CLOUDS_PERCENTAGE", p.get(9, 0.0)),
+        ("THIN_CIRRUS_PERCENTAGE", p.get(10, 0.0)),
+        ("SNOW_ICE_PERCENTAGE", p.get(11, 0.0)),
     ]
     return "\n".join(f"{indent}<{k}>{v:.6f}</{k}>" for k, v in items)
 

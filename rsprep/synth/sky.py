@@ -83,8 +83,13 @@ def make_sky(
     centres = [rng.uniform([x0, y0], [x1, y1], size=(n, 2))]
     for t in tiles:  # one cloud inside every tile, away from the edges
         left, bottom, right, top = t.bounds
-        centres.append(rng.uniform([left + 0.2 * t.size_m, bottom + 0.2 * t.size_m],
-                                   [right - 0.2 * t.size_m, top - 0.2 * t.size_m], size=(1, 2)))
+        centres.append(
+            rng.uniform(
+                [left + 0.2 * t.size_m, bottom + 0.2 * t.size_m],
+                [right - 0.2 * t.size_m, top - 0.2 * t.size_m],
+                size=(1, 2),
+            )
+        )
     c = np.vstack(centres)
     clouds = np.column_stack([c, rng.uniform(r_lo, r_hi, len(c)), rng.uniform(0, 2 * np.pi, len(c))])
     shift = (-0.6 * patch_size, 0.45 * patch_size)  # sun from the south-east: shadows fall north-west

@@ -12,30 +12,44 @@ from rsprep.bands import SPECTRAL_BANDS
 
 # Surface types; each CLC code maps to one (and the SCL class and backscatter follow from it).
 SURFACES: tuple[str, ...] = (
-    "water", "broadleaf", "conifer", "mixed_forest", "crop", "grass", "urban", "industrial",
-    "bare", "sand", "rock", "wetland", "shrub", "orchard", "snowfield", "burnt",
+    "water",
+    "broadleaf",
+    "conifer",
+    "mixed_forest",
+    "crop",
+    "grass",
+    "urban",
+    "industrial",
+    "bare",
+    "sand",
+    "rock",
+    "wetland",
+    "shrub",
+    "orchard",
+    "snowfield",
+    "burnt",
 )
 S = {name: i for i, name in enumerate(SURFACES)}
 
 # Reflectance (0..1) per band, in SPECTRAL_BANDS order:
 #            B01    B02    B03    B04    B05    B06    B07    B08    B8A    B09    B11    B12
 _REFLECTANCE = {
-    "water":        (0.060, 0.050, 0.040, 0.025, 0.020, 0.015, 0.012, 0.010, 0.009, 0.005, 0.003, 0.002),
-    "broadleaf":    (0.030, 0.030, 0.060, 0.030, 0.090, 0.280, 0.360, 0.400, 0.420, 0.400, 0.200, 0.090),
-    "conifer":      (0.020, 0.020, 0.040, 0.020, 0.060, 0.180, 0.230, 0.250, 0.270, 0.260, 0.120, 0.050),
+    "water": (0.060, 0.050, 0.040, 0.025, 0.020, 0.015, 0.012, 0.010, 0.009, 0.005, 0.003, 0.002),
+    "broadleaf": (0.030, 0.030, 0.060, 0.030, 0.090, 0.280, 0.360, 0.400, 0.420, 0.400, 0.200, 0.090),
+    "conifer": (0.020, 0.020, 0.040, 0.020, 0.060, 0.180, 0.230, 0.250, 0.270, 0.260, 0.120, 0.050),
     "mixed_forest": (0.025, 0.025, 0.050, 0.025, 0.075, 0.230, 0.295, 0.325, 0.345, 0.330, 0.160, 0.070),
-    "crop":         (0.040, 0.040, 0.080, 0.040, 0.120, 0.320, 0.400, 0.450, 0.460, 0.440, 0.220, 0.100),
-    "grass":        (0.040, 0.040, 0.080, 0.050, 0.120, 0.250, 0.300, 0.330, 0.350, 0.330, 0.240, 0.130),
-    "urban":        (0.100, 0.100, 0.120, 0.130, 0.150, 0.170, 0.180, 0.190, 0.200, 0.190, 0.220, 0.200),
-    "industrial":   (0.140, 0.150, 0.170, 0.180, 0.200, 0.210, 0.220, 0.230, 0.240, 0.230, 0.280, 0.260),
-    "bare":         (0.080, 0.090, 0.120, 0.150, 0.180, 0.200, 0.220, 0.240, 0.260, 0.250, 0.320, 0.260),
-    "sand":         (0.150, 0.170, 0.220, 0.260, 0.280, 0.300, 0.310, 0.320, 0.330, 0.320, 0.380, 0.330),
-    "rock":         (0.110, 0.120, 0.140, 0.160, 0.180, 0.190, 0.200, 0.210, 0.220, 0.210, 0.260, 0.230),
-    "wetland":      (0.040, 0.040, 0.060, 0.050, 0.080, 0.150, 0.180, 0.200, 0.210, 0.200, 0.120, 0.060),
-    "shrub":        (0.040, 0.040, 0.070, 0.060, 0.100, 0.200, 0.240, 0.270, 0.280, 0.270, 0.220, 0.120),
-    "orchard":      (0.035, 0.035, 0.070, 0.045, 0.110, 0.260, 0.320, 0.360, 0.370, 0.350, 0.210, 0.100),
-    "snowfield":    (0.900, 0.900, 0.880, 0.850, 0.830, 0.800, 0.780, 0.750, 0.730, 0.600, 0.050, 0.040),
-    "burnt":        (0.030, 0.030, 0.035, 0.040, 0.050, 0.060, 0.065, 0.070, 0.075, 0.070, 0.120, 0.110),
+    "crop": (0.040, 0.040, 0.080, 0.040, 0.120, 0.320, 0.400, 0.450, 0.460, 0.440, 0.220, 0.100),
+    "grass": (0.040, 0.040, 0.080, 0.050, 0.120, 0.250, 0.300, 0.330, 0.350, 0.330, 0.240, 0.130),
+    "urban": (0.100, 0.100, 0.120, 0.130, 0.150, 0.170, 0.180, 0.190, 0.200, 0.190, 0.220, 0.200),
+    "industrial": (0.140, 0.150, 0.170, 0.180, 0.200, 0.210, 0.220, 0.230, 0.240, 0.230, 0.280, 0.260),
+    "bare": (0.080, 0.090, 0.120, 0.150, 0.180, 0.200, 0.220, 0.240, 0.260, 0.250, 0.320, 0.260),
+    "sand": (0.150, 0.170, 0.220, 0.260, 0.280, 0.300, 0.310, 0.320, 0.330, 0.320, 0.380, 0.330),
+    "rock": (0.110, 0.120, 0.140, 0.160, 0.180, 0.190, 0.200, 0.210, 0.220, 0.210, 0.260, 0.230),
+    "wetland": (0.040, 0.040, 0.060, 0.050, 0.080, 0.150, 0.180, 0.200, 0.210, 0.200, 0.120, 0.060),
+    "shrub": (0.040, 0.040, 0.070, 0.060, 0.100, 0.200, 0.240, 0.270, 0.280, 0.270, 0.220, 0.120),
+    "orchard": (0.035, 0.035, 0.070, 0.045, 0.110, 0.260, 0.320, 0.360, 0.370, 0.350, 0.210, 0.100),
+    "snowfield": (0.900, 0.900, 0.880, 0.850, 0.830, 0.800, 0.780, 0.750, 0.730, 0.600, 0.050, 0.040),
+    "burnt": (0.030, 0.030, 0.035, 0.040, 0.050, 0.060, 0.065, 0.070, 0.075, 0.070, 0.120, 0.110),
 }
 REFLECTANCE = np.array([_REFLECTANCE[s] for s in SURFACES], dtype=np.float32)  # (n_surfaces, 12)
 assert REFLECTANCE.shape[1] == len(SPECTRAL_BANDS)
@@ -49,30 +63,87 @@ WINTER_SURFACE = np.array([S[_WINTER_SWAP.get(s, s)] for s in SURFACES], dtype=n
 
 # SCL class of a clear-sky surface pixel.
 SCL_OF_SURFACE = np.array(
-    [6 if s == "water" else 11 if s == "snowfield" else 5 if s in ("urban", "industrial", "bare", "sand", "rock", "burnt")
-     else 4 for s in SURFACES],
+    [
+        6
+        if s == "water"
+        else 11
+        if s == "snowfield"
+        else 5
+        if s in ("urban", "industrial", "bare", "sand", "rock", "burnt")
+        else 4
+        for s in SURFACES
+    ],
     dtype=np.uint8,
 )
 
 # Sentinel-1 backscatter (dB): VV, VH.
 _BACKSCATTER = {
-    "water": (-20.0, -27.0), "broadleaf": (-8.0, -13.0), "conifer": (-7.5, -13.5), "mixed_forest": (-7.8, -13.2),
-    "crop": (-10.0, -16.0), "grass": (-11.0, -18.0), "urban": (-3.0, -10.0), "industrial": (-2.0, -9.0),
-    "bare": (-12.0, -20.0), "sand": (-16.0, -24.0), "rock": (-9.0, -16.0), "wetland": (-12.0, -19.0),
-    "shrub": (-9.5, -16.0), "orchard": (-9.0, -15.0), "snowfield": (-14.0, -22.0), "burnt": (-13.0, -21.0),
+    "water": (-20.0, -27.0),
+    "broadleaf": (-8.0, -13.0),
+    "conifer": (-7.5, -13.5),
+    "mixed_forest": (-7.8, -13.2),
+    "crop": (-10.0, -16.0),
+    "grass": (-11.0, -18.0),
+    "urban": (-3.0, -10.0),
+    "industrial": (-2.0, -9.0),
+    "bare": (-12.0, -20.0),
+    "sand": (-16.0, -24.0),
+    "rock": (-9.0, -16.0),
+    "wetland": (-12.0, -19.0),
+    "shrub": (-9.5, -16.0),
+    "orchard": (-9.0, -15.0),
+    "snowfield": (-14.0, -22.0),
+    "burnt": (-13.0, -21.0),
 }
 BACKSCATTER_DB = np.array([_BACKSCATTER[s] for s in SURFACES], dtype=np.float32)  # (n_surfaces, 2)
 
 # CLC 2018 code → surface type.
 _CODE_SURFACE = {
-    111: "urban", 112: "urban", 121: "industrial", 122: "industrial", 123: "industrial", 124: "industrial",
-    131: "bare", 132: "bare", 133: "bare", 141: "grass", 142: "grass",
-    211: "crop", 212: "crop", 213: "crop", 221: "orchard", 222: "orchard", 223: "orchard",
-    231: "grass", 241: "crop", 242: "crop", 243: "grass", 244: "orchard",
-    311: "broadleaf", 312: "conifer", 313: "mixed_forest", 321: "grass", 322: "shrub", 323: "shrub",
-    324: "shrub", 331: "sand", 332: "rock", 333: "rock", 334: "burnt", 335: "snowfield",
-    411: "wetland", 412: "wetland", 421: "wetland", 422: "wetland", 423: "wetland",
-    511: "water", 512: "water", 521: "water", 522: "water", 523: "water", 999: "rock",
+    111: "urban",
+    112: "urban",
+    121: "industrial",
+    122: "industrial",
+    123: "industrial",
+    124: "industrial",
+    131: "bare",
+    132: "bare",
+    133: "bare",
+    141: "grass",
+    142: "grass",
+    211: "crop",
+    212: "crop",
+    213: "crop",
+    221: "orchard",
+    222: "orchard",
+    223: "orchard",
+    231: "grass",
+    241: "crop",
+    242: "crop",
+    243: "grass",
+    244: "orchard",
+    311: "broadleaf",
+    312: "conifer",
+    313: "mixed_forest",
+    321: "grass",
+    322: "shrub",
+    323: "shrub",
+    324: "shrub",
+    331: "sand",
+    332: "rock",
+    333: "rock",
+    334: "burnt",
+    335: "snowfield",
+    411: "wetland",
+    412: "wetland",
+    421: "wetland",
+    422: "wetland",
+    423: "wetland",
+    511: "water",
+    512: "water",
+    521: "water",
+    522: "water",
+    523: "water",
+    999: "rock",
 }
 CLC_CODES: tuple[int, ...] = tuple(sorted(_CODE_SURFACE))
 

@@ -39,7 +39,12 @@ def _write(path: Path, layer: str, columns: dict, geometry: np.ndarray, crs: str
     geometry[single] = shapely.multipolygons(geometry[single][:, None]) if single.any() else geometry[single]
     table = pa.table({**columns, "geometry": pa.array(shapely.to_wkb(geometry), type=pa.binary())})
     write_arrow(
-        table, path, layer=layer, driver="GPKG", crs=crs, geometry_name="geometry",
+        table,
+        path,
+        layer=layer,
+        driver="GPKG",
+        crs=crs,
+        geometry_name="geometry",
         geometry_type="MultiPolygon",
     )
 
@@ -91,8 +96,12 @@ def write_countries(truth: Truth, path: Path, *, patch_size: int) -> list[str]:
     import pyarrow as pa
 
     names, iso, polys = country_polygons(truth, patch_size)
-    geoms = reproject(shapely.multipolygons([list(shapely.get_parts(p)) for p in polys]), f"EPSG:{EPSG}",
-                      "EPSG:4326", densify=200.0)
+    geoms = reproject(
+        shapely.multipolygons([list(shapely.get_parts(p)) for p in polys]),
+        f"EPSG:{EPSG}",
+        "EPSG:4326",
+        densify=200.0,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, COUNTRY_LAYER, {"NAME": pa.array(names), "ISO_A2": pa.array(iso)}, geoms, "EPSG:4326")
     return names

@@ -1,0 +1,123 @@
+"""The command line: exit codes, one-line errors, text and JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rsprep import __version__
+from rsprep.cli.main import app
+
+runner = CliRunner()
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"rsprep {__version__}"
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = (
+        "import sys, rsprep.cli.main as m; "
+        "mods = ('rasterio', 'numpy', 'numba', 'zarr', 'torch', 'pyogrio', 'shapely'); "
+        "heavy = [x for x in mods if x in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "inspect" in r.output and "synth" in r.output
+
+
+def test_usage_error_exits_2():
+    r = runner.invoke(app, ["inspect"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["no-such-command"])
+    assert r.exit_code == 2
+
+
+def test_inspect_text_real_product(t29unu):
+    r = runner.invoke(app, ["inspect", str(t29unu)])
+    assert r.exit_code == 0, r.output
+    assert "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE" in r.output
+    assert "Baseline       04.00" in r.output
+    assert "Add offset     -1000 (all bands)" in r.output
+    assert "Problems       10" in r.output
+    assert r.output.count("MISSING") == 10
+
+
+def test_inspect_strict_exits_1_on_problems(t22hbd):
+    r = runner.invoke(app, ["inspect", "--strict", str(t22hbd)])
+    assert r.exit_code == 1
+    assert r.output.count("SIZE MISMATCH (100 × 100 px)") == 13
+
+
+def test_inspect_json_matches_schema(t29unu, t22hbd):
+    r = runner.invoke(app, ["inspect", "--json", str(t29unu), str(t22hbd)])
+    assert r.exit_code == 0
+    docs = json.loads(r.output)
+    assert [d["tile_id"] for d in docs] == ["T29UNU", "T22HBD"]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((SCHEMAS / "product.schema.json").read_text())
+    for d in docs:
+        jsonschema.validate(d, schema)
+
+
+def test_missing_input_is_one_line_exit_1(tmp_path):
+    r = runner.invoke(app, ["inspect", str(tmp_path / "missing.SAFE")])
+    assert r.exit_code == 1
+    lines = [x for x in r.output.splitlines() if x]
+    assert lines == [
+        f"rsprep: error: {tmp_path / 'missing.SAFE'} does not exist; pass a Sentinel-2 .SAFE folder or .zip"
+    ]
+
+
+def test_traceback_only_with_vv(tmp_path):
+    r = runner.invoke(app, ["-vv", "inspect", str(tmp_path / "missing.SAFE")])
+    assert r.exit_code == 1 and "Traceback" in r.output
+    r = runner.invoke(app, ["inspect", str(tmp_path / "missing.SAFE")])
+    assert "Traceback" not in r.output
+
+
+def test_synth_cli_and_refusal(tmp_path):
+    out = tmp_path / "a"
+    r = runner.invoke(
+        app,
+        [
+            "-q",
+            "synth",
+            str(out),
+            "--tiles",
+            "1",
+            "--acquisitions",
+            "1",
+            "--no-s1",
+            "--content",
+            "gtiff",
+            "--patches",
+            "2",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "1 L2A products (4 patches)" in r.output
+    assert (out / "synth.json").is_file()
+    r = runner.invoke(app, ["synth", str(out)])
+    assert r.exit_code == 1 and "exists already; pass --overwrite" in r.output
+    r = runner.invoke(app, ["synth", str(tmp_path / "b"), "--patch-size", "1000"])
+    assert r.exit_code == 1 and "multiple of 60" in r.output
+    r = runner.invoke(app, ["inspect", str(next((out / "s2").glob("*.SAFE"))), "--strict"])
+    assert r.exit_code == 0 and "Problems       none" in r.output
+
+
+def test_console_script_runs():
+    exe = Path(sys.executable).parent / "rsprep"
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("rsprep ")
