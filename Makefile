@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO   ?= demo
 
-.PHONY: all demo test test-fast lint bench clean
+.PHONY: all demo test test-fast lint clean
 
 all: test
 
@@ -22,18 +22,15 @@ demo: $(STAMP)
 	$(BIN)/rsprep inspect $(DEMO)/archive/s2/*.SAFE
 
 test: $(STAMP)
-	$(BIN)/ruff check rsprep tests bench
+	$(BIN)/ruff check rsprep tests
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check rsprep tests bench
-	$(BIN)/ruff format --check rsprep tests bench
-
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/ruff check rsprep tests
+	$(BIN)/ruff format --check rsprep tests
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis bench/out
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis
