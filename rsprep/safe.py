@@ -20,8 +20,13 @@ from typing import Any
 from xml.etree import ElementTree
 
 from rsprep.bands import BANDS_BY_ID, SCL, SCL_RESOLUTION, SPECTRAL_BANDS, band, normalize_band_name
-from rsprep.errors import InputNotFoundError, InvalidProductError, MissingBandFilesError
-from rsprep.grid import PRODUCT_URI_RE
+from rsprep.errors import (
+    InputNotFoundError,
+    InvalidParameterError,
+    InvalidProductError,
+    MissingBandFilesError,
+)
+from rsprep.grid import parse_product_uri
 
 log = logging.getLogger(__name__)
 
@@ -418,12 +423,10 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
         raise InvalidProductError(
             f"{shown} has no PRODUCT_URI; is this a pre-2016 product? Those are not supported"
         )
-    m = PRODUCT_URI_RE.match(product_uri)
-    if m is None:
-        raise InvalidProductError(
-            f"{shown}: PRODUCT_URI {product_uri!r} does not follow the compact naming convention "
-            "(MMM_MSIXXX_YYYYMMDDTHHMMSS_Nxxyy_ROOO_Txxxxx_<generation>.SAFE)"
-        )
+    try:
+        name = parse_product_uri(product_uri)
+    except InvalidParameterError as exc:
+        raise InvalidProductError(f"{shown}: {exc}") from exc
     product_format = _first_text(mtd, "PRODUCT_FORMAT") or "SAFE_COMPACT"
     image_files = [el.text.strip() for el in _iter_local(mtd, "IMAGE_FILE") if el.text]
     if not image_files:
@@ -440,14 +443,11 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
     tl = source.read_xml(root_dir, f"GRANULE/{granule}/MTD_TL.xml")
     geocoding, epsg, crs_name = _parse_geocoding(tl, f"{source.path}: GRANULE/{granule}/MTD_TL.xml")
 
-    pfx = m["mission"] + "_MSI" + m["level"] + "_" + m["datatake"] + "_N" + m["baseline"]
-    patch_prefix = f"{pfx}_R{m['orbit']}_T{m['tile']}"
-
     datatake = _parse_time(
         _first_text(mtd, "DATATAKE_SENSING_START") or _first_text(mtd, "PRODUCT_START_TIME")
     )
     if datatake is None:
-        datatake = _compact_time(m["datatake"])
+        datatake = _compact_time(name.datatake)
 
     if level == "L2A":
         quant = _float_or_none(_first_text(mtd, "BOA_QUANTIFICATION_VALUE"))
@@ -469,28 +469,28 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
 
     special: dict[str, int] = {}
     for sv in _iter_local(mtd, "Special_Values"):
-        name, idx = _text(sv, "SPECIAL_VALUE_TEXT"), _text(sv, "SPECIAL_VALUE_INDEX")
-        if name and idx is not None:
-            special[name] = int(idx)
+        label, idx = _text(sv, "SPECIAL_VALUE_TEXT"), _text(sv, "SPECIAL_VALUE_INDEX")
+        if label and idx is not None:
+            special[label] = int(idx)
     special.setdefault("NODATA", 0)
     special.setdefault("SATURATED", 65535)
 
-    bands = _band_files(source, root_dir, level, image_files, geocoding, m["tile"], check_files=check_files)
+    bands = _band_files(source, root_dir, level, image_files, geocoding, name.tile, check_files=check_files)
 
     return S2Product(
         path=source.path,
         safe_root=root_dir,
         level=level,
         product_uri=product_uri,
-        patch_prefix=patch_prefix,
-        mission=m["mission"],
-        tile_id="T" + m["tile"],
-        relative_orbit=int(m["orbit"]),
+        patch_prefix=name.patch_prefix,
+        mission=name.mission,
+        tile_id="T" + name.tile,
+        relative_orbit=name.relative_orbit,
         datatake_time=datatake,
         sensing_time=_parse_time(_first_text(tl, "SENSING_TIME")),
         generation_time=_parse_time(_first_text(mtd, "GENERATION_TIME")),
         processing_baseline=_first_text(mtd, "PROCESSING_BASELINE")
-        or f"{m['baseline'][:2]}.{m['baseline'][2:]}",
+        or f"{name.baseline[:2]}.{name.baseline[2:]}",
         product_format=product_format,
         epsg=epsg,
         crs_name=crs_name,

@@ -108,7 +108,7 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
     from pyproj import Transformer
 
     from rsprep import __version__
-    from rsprep.grid import patch_name, patches_per_side
+    from rsprep.grid import parse_product_uri, patch_name, patches_per_side
     from rsprep.synth import layout
     from rsprep.synth.landcover import make_truth, world_bounds
     from rsprep.synth.render import render_product
@@ -156,7 +156,7 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
         path = write_product(spec, rendered, s2_dir, content=cfg.content, footprint=footprint)
         if cfg.zip:
             path = zip_product(path)
-        prefix = spec.product_uri.rsplit("_", 1)[0]
+        prefix = parse_product_uri(spec.product_uri).patch_prefix
         if first_of_tile:
             assert rendered.code_counts is not None
             tile_docs[t.name] = {
