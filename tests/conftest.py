@@ -52,3 +52,13 @@ def manifest(archive) -> dict:
     from rsprep.synth import load_manifest
 
     return load_manifest(archive)
+
+
+@pytest.fixture(scope="session")
+def full_archive(tmp_path_factory) -> Path:
+    """Two real-size (10980 × 10980 px) neighbouring tiles, one date, GeoTIFF content, no S1 (slow)."""
+    from rsprep.synth import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("synth-full") / "full"
+    synthesize(out, SynthConfig(tiles=2, acquisitions=1, full_size=True, s1=False, content="gtiff"))
+    return out

@@ -16,7 +16,7 @@ from rsprep.bands import SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.grid import parse_patch_id
 from rsprep.safe import read_product
-from rsprep.synth import SynthConfig, synthesize
+from rsprep.synth import SynthConfig, load_manifest, synthesize
 from rsprep.synth.spectra import CLC_CODES
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -431,14 +431,12 @@ def test_interrupted_run_leaves_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_size_tile(tmp_path):
-    m = synthesize(
-        tmp_path / "f", SynthConfig(tiles=2, acquisitions=1, full_size=True, s1=False, content="gtiff")
-    )
+def test_full_size_tile(full_archive):
+    m = load_manifest(full_archive)
     assert m["tile_size_m"] == 109_800
     uup, uvp = m["tiles"]
     assert uup["patches_per_side"] == 91 and uvp["ulx"] == 399_960  # the real T33UVP corner
     assert len(m["products"][0]["patches"]) == 8281
-    p = read_product(tmp_path / "f" / m["products"][0]["path"])
+    p = read_product(full_archive / m["products"][0]["path"])
     assert p.problems == [] and p.band_file("B02").actual_shape == (10980, 10980)
     assert m["clc"]["n_polygons"] > 2000  # realistic CLC density: thousands per tile

@@ -16,3 +16,19 @@ PatchSize = Annotated[
     int, typer.Option("--patch-size", help="Patch side in metres; a multiple of 60 (reBEN: 1200).")
 ]
 OutDir = Annotated[Path, typer.Argument(help="Output folder.", show_default=False)]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", help="Parallel worker processes (default: CPU count).", show_default=False
+    ),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Redo the stage even when its stored result is current.")
+]
+WorkDir = Annotated[Path, typer.Option("--work", help="The work store (folder of per-tile stores).")]
+
+
+def default_workers(workers: int | None) -> int:
+    import os
+
+    return workers if workers and workers > 0 else (os.cpu_count() or 1)

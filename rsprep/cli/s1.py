@@ -1,0 +1,57 @@
+"""``rsprep s1``: pair valid Sentinel-2 patches with Sentinel-1 scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsprep.cli.options import Force, WorkDir
+
+
+def s1(
+    s1_dir: Annotated[
+        Path, typer.Option("--s1", help="Folder with S1 VV/VH GeoTIFF scenes (searched recursively).")
+    ],
+    work: WorkDir,
+    max_days: Annotated[
+        float, typer.Option("--max-days", help="Largest time difference between S2 and S1, in days.")
+    ] = 10.0,
+    same_season: Annotated[
+        bool, typer.Option("--same-season", help="Also require the S1 scene to be in the S2 season.")
+    ] = False,
+    linear: Annotated[
+        bool, typer.Option("--s1-linear", help="Scenes hold linear backscatter; convert to dB.")
+    ] = False,
+    pol: Annotated[str, typer.Option("--pol", help="Polarisations to pair, comma-separated.")] = "VV,VH",
+    force: Force = False,
+) -> None:
+    """For every valid S2 patch: the closest fully covering S1 scene, resampled onto its 10 m grid."""
+    from rsprep.cli.main import quiet
+    from rsprep.s1 import s1_work
+
+    pols = [p.strip() for p in pol.split(",") if p.strip()]
+    results, discovery = s1_work(
+        work,
+        s1_dir,
+        max_days=max_days,
+        same_season=same_season,
+        linear=linear,
+        polarisations=pols,
+        force=force,
+    )
+    failed = [r for r in results if r.status == "failed"]
+    if not quiet():
+        typer.echo(f"{len(discovery.scenes)} S1 scene(s) in {s1_dir}")
+        for r in results:
+            if r.status != "failed":
+                typer.echo(
+                    f"{r.status:7s} {r.store}: {r.paired} of {r.patches} valid patches paired "
+                    f"({r.seconds:.1f} s)"
+                )
+    if failed:
+        typer.echo(f"rsprep: error: s1 failed for {len(failed)} of {len(results)} store(s):", err=True)
+        for r in failed:
+            typer.echo(f"  {r.error}", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,151 @@
+"""``rsprep stack``: resample 20 m and 60 m bands to 10 m and stack them in the documented order.
+
+Reads the patch stage's native-resolution arrays and writes ``stack.zarr/s2_stacked`` of shape
+(N, 12, P/10, P/10) in the order B01 … B08, B8A, B09, B11, B12, with the resampling method in the
+attributes (never silent). Upsampling works within each patch (``rsprep.kernels``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.workstore import (
+    TileStore,
+    WorkStoreError,
+    create_patch_array,
+    digest,
+    find_stores,
+    replace_path,
+    stage_record,
+    temp_sibling,
+)
+
+STAGE = "stack"
+STACK_ARRAYS = "stack.zarr"
+RESAMPLING = ("bilinear", "nearest")
+
+
+@dataclass
+class StackResult:
+    store: str
+    status: str  # done | skipped | failed
+    patches: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def stack_store(
+    store: TileStore, *, resampling: str = "bilinear", force: bool = False, progress: Callable | None = None
+) -> StackResult:
+    """Write ``stack.zarr`` for one tile store.
+
+    Raises:
+        WorkStoreError: the patch stage is missing or did not keep all 12 bands.
+        InvalidParameterError: unknown resampling method.
+    """
+    from rsprep import kernels
+    from rsprep.patch import S2_ARRAYS
+
+    t0 = time.perf_counter()
+    if resampling not in RESAMPLING:
+        raise InvalidParameterError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
+    patch_rec = store.require_stage("patch", "run `rsprep patch` first")
+    missing = [b for b in SPECTRAL_BANDS if b not in patch_rec["parameters"]["bands"]]
+    if missing:
+        raise WorkStoreError(
+            f"{store.path}: stacking needs all 12 spectral bands, but the patch stage kept only "
+            f"{','.join(patch_rec['parameters']['bands'])} (missing {','.join(missing)}); "
+            "re-run `rsprep patch` without --bands"
+        )
+    params = {"resampling": resampling}
+    inputs = digest(patch_rec)
+    if not force and store.is_current(STAGE, params, inputs) and (store.path / STACK_ARRAYS).is_dir():
+        return StackResult(str(store.path), "skipped", store.grid.count, time.perf_counter() - t0)
+
+    import zarr
+
+    grid = store.grid
+    src = store.zarr(S2_ARRAYS)
+    n_patches, side = grid.count, grid.pixels(10)
+    first = src[SPECTRAL_BANDS[0]]
+    dtype = first.dtype
+    is_float = np.dtype(dtype).kind == "f"
+    nodata = np.nan if is_float else 0
+    dest = store.path / STACK_ARRAYS
+    tmp = temp_sibling(dest)
+    try:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        arr = create_patch_array(
+            root,
+            "s2_stacked",
+            shape=(n_patches, len(SPECTRAL_BANDS), side, side),
+            dtype=dtype,
+            chunk_patches=grid.n,
+            fill_value=nodata,
+            attrs={
+                "bands": list(SPECTRAL_BANDS),
+                "resampling": resampling,
+                "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
+                "nodata neighbours get no weight",
+                "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+                "resolution_m": 10,
+                "nodata": None if is_float else 0,
+                "units": src[SPECTRAL_BANDS[0]].attrs.get("units", "DN"),
+            },
+        )
+        # One row of patches at a time keeps memory at ~n * 12 * side² values.
+        for r0 in range(0, n_patches, grid.n):
+            r1 = min(r0 + grid.n, n_patches)
+            block = np.empty((r1 - r0, len(SPECTRAL_BANDS), side, side), dtype=dtype)
+            for bi, name in enumerate(SPECTRAL_BANDS):
+                native = src[name][r0:r1]
+                factor = side // native.shape[1]
+                if factor == 1:
+                    block[:, bi] = native
+                elif resampling == "nearest":
+                    block[:, bi] = kernels.upsample_nearest(native, factor)
+                else:
+                    block[:, bi] = kernels.upsample_bilinear(native, factor, nodata=nodata)
+            arr[r0:r1] = block
+            if progress:
+                progress(r1 - r0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(tmp)
+        replace_path(tmp, dest)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    store.record_stage(STAGE, stage_record(params, inputs, outputs=[STACK_ARRAYS], patches=n_patches))
+    return StackResult(str(store.path), "done", n_patches, time.perf_counter() - t0)
+
+
+def stack_work(
+    work: str | Path,
+    *,
+    resampling: str = "bilinear",
+    force: bool = False,
+    on_result: Callable[[StackResult], None] | None = None,
+    progress: Callable | None = None,
+) -> list[StackResult]:
+    """Stack every store of ``work``; a failing store never stops the others."""
+    results = []
+    for store in find_stores(work):
+        try:
+            r = stack_store(store, resampling=resampling, force=force, progress=progress)
+        except (RsprepError, OSError) as exc:
+            r = StackResult(str(store.path), "failed", error=str(exc))
+        results.append(r)
+        if on_result:
+            on_result(r)
+    return results
