@@ -121,3 +121,26 @@ def test_console_script_runs():
         pytest.skip("console script not installed in this environment")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("rsprep ")
+
+
+def test_patch_stack_s1_chain(archive, manifest, t29unu, tmp_path):
+    work = tmp_path / "work"
+    good = [str(archive / p["path"]) for p in manifest["products"][:2]]
+    r = runner.invoke(app, ["-q", "patch", *good, "--out", str(work), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("done") == 2 and "16 patches" in r.output
+    r = runner.invoke(app, ["-q", "patch", *good, "-o", str(work)])
+    assert r.output.count("skipped") == 2
+    # a failing product is listed at the end, the others finish, exit 1
+    r = runner.invoke(app, ["patch", str(t29unu), good[0], "-o", str(work), "--force", "-j", "1"])
+    assert r.exit_code == 1
+    assert "1 of 2 product(s) failed" in r.output and "T29UNU" in r.output and "B02 (10 m)" in r.output
+    r = runner.invoke(app, ["patch", good[0], "-o", str(work), "--bands", "B10"])
+    assert r.exit_code == 1 and "B10" in r.output
+    r = runner.invoke(app, ["-q", "stack", str(work), "--resampling", "nearest"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["s1", "--s1", str(archive / "s1"), "--work", str(work)])
+    assert r.exit_code == 0, r.output
+    assert "3 S1 scene(s)" in r.output and "valid patches paired" in r.output
+    r = runner.invoke(app, ["s1", "--s1", str(tmp_path / "nope"), "--work", str(work)])
+    assert r.exit_code == 1 and "does not exist" in r.output
