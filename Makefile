@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO   ?= demo
 
-.PHONY: all demo test test-fast lint clean
+.PHONY: all demo test test-fast lint bench clean
 
 all: test
 
@@ -20,17 +20,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rsprep synth $(DEMO)/archive --overwrite
 	$(BIN)/rsprep inspect $(DEMO)/archive/s2/*.SAFE
+	$(BIN)/rsprep patch $(DEMO)/archive/s2/*.SAFE --out $(DEMO)/work
+	$(BIN)/rsprep stack $(DEMO)/work
+	$(BIN)/rsprep s1 --s1 $(DEMO)/archive/s1 --work $(DEMO)/work
 
 test: $(STAMP)
-	$(BIN)/ruff check rsprep tests
+	$(BIN)/ruff check rsprep tests bench
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check rsprep tests
-	$(BIN)/ruff format --check rsprep tests
+	$(BIN)/ruff check rsprep tests bench
+	$(BIN)/ruff format --check rsprep tests bench
+
+# Benchmarks (minutes; full-size synthetic tiles are generated once into bench/.data).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_kernels.py --write docs/BENCHMARKS.md
+	$(BIN)/python bench/bench_patch.py --write docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis

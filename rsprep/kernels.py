@@ -29,14 +29,12 @@ def cut_patches(tile: np.ndarray, p: int, n: int) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _count_equal(tile, value, p, n, out):
-    for py in range(n):
-        for px in range(n):
-            c = 0
-            for r in range(py * p, (py + 1) * p):
-                for col in range(px * p, (px + 1) * p):
-                    if tile[r, col] == value:
-                        c += 1
-            out[py * n + px] = c
+    # Row-major sweep: memory is read in order, each pixel adds to its patch's counter.
+    for r in range(n * p):
+        base = (r // p) * n
+        for col in range(n * p):
+            if tile[r, col] == value:
+                out[base + col // p] += 1
 
 
 def count_value_per_patch(tile: np.ndarray, value, p: int, n: int) -> np.ndarray:
@@ -72,6 +70,7 @@ def mark_value_upsampled(mask: np.ndarray, tile: np.ndarray, value, factor: int)
 
 @njit(cache=True, nogil=True)
 def _class_counts(tile, p, n, nclasses, out):
+    # Patch by patch: the (patch, class) counters of one patch stay in cache.
     for py in range(n):
         for px in range(n):
             idx = py * n + px
@@ -99,11 +98,17 @@ def class_counts_per_patch(tile: np.ndarray, p: int, n: int, nclasses: int) -> n
 
 @njit(cache=True, nogil=True, parallel=True)
 def _nearest(src, factor, out):
+    w = src.shape[2]
     for k in prange(src.shape[0]):
-        for r in range(out.shape[1]):
-            sr = r // factor
-            for c in range(out.shape[2]):
-                out[k, r, c] = src[k, sr, c // factor]
+        for sr in range(src.shape[1]):
+            r0 = sr * factor
+            # Build the first output row of this source row, then copy it factor - 1 times.
+            for sc in range(w):
+                v = src[k, sr, sc]
+                for j in range(sc * factor, (sc + 1) * factor):
+                    out[k, r0, j] = v
+            for i in range(1, factor):
+                out[k, r0 + i, :] = out[k, r0, :]
 
 
 def upsample_nearest(patches: np.ndarray, factor: int) -> np.ndarray:
