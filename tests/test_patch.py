@@ -324,3 +324,20 @@ def test_full_size_patch_matches_official_georeferencing(full_archive, shared_da
                 assert tuple(ds.transform)[:6] == grid.transform(x, y, res_m), tif.name
                 assert ds.shape == s2[band].shape[1:], tif.name
     assert grid.transform(75, 43, 10)[2::3] == (390000.0, 5348400.0)
+
+
+def test_same_input_gives_byte_identical_stores(archive, manifest, tmp_path):
+    import hashlib
+
+    prod = archive / manifest["products"][0]["path"]
+
+    def digests(out: Path) -> dict[str, str]:
+        store = Path(patch_product(prod, out=out, options=PatchOptions(bands=("B02", "B8A", "B09"))).store)
+        return {
+            str(f.relative_to(store)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(store.rglob("*"))
+            if f.is_file()
+        }
+
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert a == b and len(a) > 10
