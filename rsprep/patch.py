@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,9 +42,11 @@ from rsprep.workstore import (
     TileGrid,
     TileStore,
     building,
+    consolidate,
     create_patch_array,
     fingerprint_files,
     stage_record,
+    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def patch_product(
                 )
             },
         }
-        TileStore(tmp, manifest).record_stage(STAGE, manifest["stages"][STAGE])
+        write_json_atomic(tmp / MANIFEST, manifest)
     return PatchResult(
         str(product), "done", str(dest), grid.count, counts["valid"], time.perf_counter() - t0, notes=notes
     )
@@ -359,9 +360,7 @@ def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say:
                     },
                 )
                 arr[:] = values
-    with warnings.catch_warnings():  # consolidated metadata is a zarr-python extension to Zarr v3
-        warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(dest)
+    consolidate(dest)
 
     nodata_px = kernels.count_value_per_patch(union, True, grid.pixels(finest), n)
     area = grid.pixels(finest) ** 2

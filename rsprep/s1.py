@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,13 +27,13 @@ from rsprep.grid import s1_patch_name, season
 from rsprep.workstore import (
     TileGrid,
     TileStore,
+    building,
+    consolidate,
     create_patch_array,
     digest,
     find_stores,
     fingerprint_files,
-    replace_path,
     stage_record,
-    temp_sibling,
 )
 
 log = logging.getLogger(__name__)
@@ -298,14 +297,14 @@ def s1_store(
     params = {"max_days": max_days, "same_season": same_season, "linear": linear, "polarisations": pols}
     scene_fp = fingerprint_files([f for s in discovery.scenes for f in s.files.values()])
     inputs = digest([patch_rec["inputs_digest"], patch_rec["parameters"], scene_fp["digest"]])
-    table = store.table("patches.parquet")
-    valid = np.asarray(table["valid"].to_numpy(zero_copy_only=False), dtype=bool)
     if not force and store.is_current(STAGE, params, inputs) and (store.path / S1_TABLE).is_file():
         rec = store.stage(STAGE) or {}
         return S1Result(
-            str(store.path), "skipped", int(valid.sum()), rec.get("paired", 0), time.perf_counter() - t0
+            str(store.path), "skipped", rec.get("valid", 0), rec.get("paired", 0), time.perf_counter() - t0
         )
 
+    table = store.table("patches.parquet")
+    valid = np.asarray(table["valid"].to_numpy(zero_copy_only=False), dtype=bool)
     sensing = datetime.fromisoformat(store.product["sensing_time"].replace("Z", "+00:00"))
     grid = store.grid
     pairing = pair_tile(
@@ -319,9 +318,11 @@ def s1_store(
         polarisations=pols,
     )
     m = int((pairing.array_index >= 0).sum())
-    dest_arrays, dest_table = store.path / S1_ARRAYS, store.path / S1_TABLE
-    tmp_arrays, tmp_table = temp_sibling(dest_arrays), temp_sibling(dest_table)
-    try:
+    # Both outputs are complete before either replaces its predecessor (table last, arrays first).
+    with (
+        building(store.path / S1_ARRAYS) as tmp_arrays,
+        building(store.path / S1_TABLE, folder=False) as tmp_table,
+    ):
         root = zarr.open_group(tmp_arrays, mode="w", zarr_format=3)
         for pol in pols:
             arr = create_patch_array(
@@ -335,9 +336,7 @@ def s1_store(
             )
             if m:
                 arr[:] = pairing.arrays[pol]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            zarr.consolidate_metadata(tmp_arrays)
+        consolidate(tmp_arrays)
         out = pa.table(
             {
                 "index": table["index"],
@@ -350,13 +349,6 @@ def s1_store(
             }
         )
         pq.write_table(out, tmp_table, compression="zstd")
-        replace_path(tmp_arrays, dest_arrays)
-        replace_path(tmp_table, dest_table)
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp_arrays, ignore_errors=True)
-        tmp_table.unlink(missing_ok=True)
     store.record_stage(
         STAGE,
         stage_record(

@@ -8,7 +8,6 @@ attributes (never silent). Upsampling works within each patch (``rsprep.kernels`
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,12 @@ from rsprep.errors import InvalidParameterError, RsprepError
 from rsprep.workstore import (
     TileStore,
     WorkStoreError,
+    building,
+    consolidate,
     create_patch_array,
     digest,
     find_stores,
-    replace_path,
     stage_record,
-    temp_sibling,
 )
 
 STAGE = "stack"
@@ -79,9 +78,7 @@ def stack_store(
     dtype = first.dtype
     is_float = np.dtype(dtype).kind == "f"
     nodata = np.nan if is_float else 0
-    dest = store.path / STACK_ARRAYS
-    tmp = temp_sibling(dest)
-    try:
+    with building(store.path / STACK_ARRAYS) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         arr = create_patch_array(
             root,
@@ -117,15 +114,7 @@ def stack_store(
             arr[r0:r1] = block
             if progress:
                 progress(r1 - r0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            zarr.consolidate_metadata(tmp)
-        replace_path(tmp, dest)
-    finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        consolidate(tmp)
     store.record_stage(STAGE, stage_record(params, inputs, outputs=[STACK_ARRAYS], patches=n_patches))
     return StackResult(str(store.path), "done", n_patches, time.perf_counter() - t0)
 

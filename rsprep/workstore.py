@@ -138,18 +138,27 @@ def replace_path(tmp: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def building(dest: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``dest`` to build in; move it to ``dest`` only on success."""
+def building(dest: Path, *, folder: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling of ``dest`` to build in; move it to ``dest`` only on success.
+
+    With ``folder`` the sibling is created as an empty folder; otherwise the caller writes a file there.
+    """
     tmp = temp_sibling(dest)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    _remove(tmp)
+    if folder:
+        tmp.mkdir(parents=True)
     try:
         yield tmp
         replace_path(tmp, dest)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +169,17 @@ def compressors():
     from zarr.codecs import BloscCodec
 
     return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+
+
+def consolidate(path: Path) -> None:
+    """Write consolidated metadata (a zarr-python extension to Zarr v3, read by xarray)."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zarr.consolidate_metadata(path)
 
 
 def create_patch_array(group, name: str, *, shape, dtype, chunk_patches: int, attrs=None, fill_value=0):

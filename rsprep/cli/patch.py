@@ -34,6 +34,7 @@ def patch(
 
     from rsprep.bands import SPECTRAL_BANDS
     from rsprep.cli.main import quiet
+    from rsprep.cli.report import show_results
     from rsprep.patch import PatchOptions, patch_products
 
     opts = PatchOptions(patch_size=patch_size, bands=bands or SPECTRAL_BANDS, harmonize=harmonize)
@@ -47,15 +48,13 @@ def patch(
             workers=default_workers(workers),
             on_result=lambda _r: bar.update(),
         )
-    failed = [r for r in results if r.status == "failed"]
-    for r in results:
-        if r.status != "failed":
-            typer.echo(
-                f"{r.status:7s} {r.store}: {r.patches} patches, {r.valid} valid ({r.seconds:.1f} s)"
-                + "".join(f"; {n}" for n in r.notes)
-            )
-    if failed:
-        typer.echo(f"rsprep: error: {len(failed)} of {len(results)} product(s) failed:", err=True)
-        for r in failed:
-            typer.echo(f"  {r.error}", err=True)
-        raise typer.Exit(1)
+    show_results(
+        results,
+        what="patch",
+        unit="product",
+        line=lambda r: (
+            f"{r.status:7s} {r.store}: {r.patches} patches, {r.valid} valid ({r.seconds:.1f} s)"
+            + "".join(f"; {n}" for n in r.notes)
+        ),
+        is_quiet=False,  # the per-product lines are the command's output, not progress
+    )

@@ -29,6 +29,7 @@ def s1(
 ) -> None:
     """For every valid S2 patch: the closest fully covering S1 scene, resampled onto its 10 m grid."""
     from rsprep.cli.main import quiet
+    from rsprep.cli.report import show_results
     from rsprep.s1 import s1_work
 
     pols = [p.strip() for p in pol.split(",") if p.strip()]
@@ -41,17 +42,14 @@ def s1(
         polarisations=pols,
         force=force,
     )
-    failed = [r for r in results if r.status == "failed"]
     if not quiet():
         typer.echo(f"{len(discovery.scenes)} S1 scene(s) in {s1_dir}")
-        for r in results:
-            if r.status != "failed":
-                typer.echo(
-                    f"{r.status:7s} {r.store}: {r.paired} of {r.patches} valid patches paired "
-                    f"({r.seconds:.1f} s)"
-                )
-    if failed:
-        typer.echo(f"rsprep: error: s1 failed for {len(failed)} of {len(results)} store(s):", err=True)
-        for r in failed:
-            typer.echo(f"  {r.error}", err=True)
-        raise typer.Exit(1)
+    show_results(
+        results,
+        what="s1",
+        unit="store",
+        line=lambda r: (
+            f"{r.status:7s} {r.store}: {r.paired} of {r.patches} valid patches paired ({r.seconds:.1f} s)"
+        ),
+        is_quiet=quiet(),
+    )

@@ -19,20 +19,14 @@ def stack(
 ) -> None:
     """Stack the 12 spectral bands on the 10 m grid in the order B01…B08, B8A, B09, B11, B12."""
     from rsprep.cli.main import quiet
+    from rsprep.cli.report import show_results
     from rsprep.stack import stack_work
 
     results = stack_work(work, resampling=resampling, force=force)
-    _summarize(results, "stack", quiet())
-
-
-def _summarize(results, what: str, is_quiet: bool) -> None:
-    failed = [r for r in results if r.status == "failed"]
-    if not is_quiet:
-        for r in results:
-            if r.status != "failed":
-                typer.echo(f"{r.status:7s} {r.store}: {r.patches} patches ({r.seconds:.1f} s)")
-    if failed:
-        typer.echo(f"rsprep: error: {what} failed for {len(failed)} of {len(results)} store(s):", err=True)
-        for r in failed:
-            typer.echo(f"  {r.error}", err=True)
-        raise typer.Exit(1)
+    show_results(
+        results,
+        what="stack",
+        unit="store",
+        line=lambda r: f"{r.status:7s} {r.store}: {r.patches} patches ({r.seconds:.1f} s)",
+        is_quiet=quiet(),
+    )
