@@ -99,6 +99,7 @@ def _register() -> None:
     # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
     from rsprep.cli import inspect as inspect_cmd
     from rsprep.cli import patch as patch_cmd
+    from rsprep.cli import reference as reference_cmd
     from rsprep.cli import s1 as s1_cmd
     from rsprep.cli import stack as stack_cmd
     from rsprep.cli import synth as synth_cmd
@@ -108,6 +109,7 @@ def _register() -> None:
     app.command("patch")(patch_cmd.patch)
     app.command("stack")(stack_cmd.stack)
     app.command("s1")(s1_cmd.s1)
+    app.command("reference")(reference_cmd.reference)
 
 
 _register()

@@ -1,0 +1,291 @@
+"""``rsprep reference``: CLC reference maps and scene-level labels for every patch of a tile store.
+
+Per store: read the CLC polygons whose envelope meets the tile (bbox filter at read time),
+reproject them to the tile CRS, rasterize the whole grid once at 10 m straight into patch layout
+(pixel-centre rule, burn value = CLC code, 0 where no polygon; identical to GDAL's rasterizer),
+then histogram codes per patch and apply the label rule (:mod:`rsprep.labels`).
+
+Outputs in the store (atomic, skipped when parameters and inputs are unchanged):
+``reference.zarr/reference_map`` uint16 (N, P/10, P/10) aligned with ``s2.zarr``, and
+``labels.parquet`` (one row per grid patch; layout in docs/workstore.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rsprep.clc import ClcSource, open_clc, read_clc
+from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.labels import CODE_BINS, DEFAULT_MAX_UNLABELED, PatchLabels, label_patches
+from rsprep.nomenclature import Nomenclature
+from rsprep.nomenclature import get as get_nomenclature
+from rsprep.rasterize import rasterize_patches
+from rsprep.workstore import (
+    TileGrid,
+    TileStore,
+    building,
+    consolidate,
+    create_patch_array,
+    digest,
+    find_stores,
+    fingerprint_files,
+    stage_record,
+)
+
+STAGE = "reference"
+REFERENCE_ARRAYS = "reference.zarr"
+LABELS_TABLE = "labels.parquet"
+STATUS_LABELED = "labeled"
+STATUS_TOO_UNLABELED = "unlabeled_fraction_too_high"
+STATUS_QUALITY_FAILED = "quality_failed"
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """What the reference stage does besides the CLC file itself."""
+
+    nomenclature: str = "ben19"
+    max_unlabeled: float = DEFAULT_MAX_UNLABELED
+
+    def validate(self) -> Nomenclature:
+        if not 0.0 < self.max_unlabeled <= 1.0:
+            raise InvalidParameterError(
+                f"--max-unlabeled {self.max_unlabeled} is outside (0, 1]; reBEN uses 0.25"
+            )
+        return get_nomenclature(self.nomenclature)
+
+
+@dataclass
+class ReferenceResult:
+    store: str
+    status: str  # done | skipped | failed
+    patches: int = 0
+    labeled: int = 0
+    polygons: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def grid_maps(source: ClcSource, grid: TileGrid) -> tuple[np.ndarray, int]:
+    """Reference maps of every patch of ``grid``: uint16 (N, P/10, P/10), and the polygons read."""
+    p = grid.pixels(10)
+    extent = grid.n * grid.patch_size
+    bounds = (grid.ulx, grid.uly - extent, grid.ulx + extent, grid.uly)
+    polys = read_clc(source, bounds, f"EPSG:{grid.epsg}")
+    maps = rasterize_patches(polys.geometries, polys.codes, ulx=grid.ulx, uly=grid.uly, res=10, p=p, n=grid.n)
+    return maps, len(polys.codes)
+
+
+def reference_store(
+    store: TileStore, source: ClcSource, options: ReferenceOptions | None = None, *, force: bool = False
+) -> ReferenceResult:
+    """Write ``reference.zarr`` and ``labels.parquet`` for one tile store.
+
+    Raises:
+        WorkStoreError: the patch stage has not run.
+        ClcError: unusable CLC data for this tile (bad codes, CRS that cannot be transformed).
+    """
+    t0 = time.perf_counter()
+    opts = options or ReferenceOptions()
+    nomenclature = opts.validate()
+    store.require_stage("patch", "run `rsprep patch` first")
+    grid = store.grid
+    params = {
+        "clc": source.describe(),
+        "clc_crs": source.crs,
+        "nomenclature": nomenclature.name,
+        "max_unlabeled": opts.max_unlabeled,
+    }
+    quality_passed = bool(store.product.get("quality_passed", True))
+    inputs = digest(
+        {
+            "grid": grid.to_dict(),
+            "quality_passed": quality_passed,
+            "clc_files": fingerprint_files(list(source.files))["digest"],
+        }
+    )
+    rec = store.stage(STAGE)
+    outputs_there = (store.path / REFERENCE_ARRAYS).is_dir() and (store.path / LABELS_TABLE).is_file()
+    if not force and outputs_there and store.is_current(STAGE, params, inputs):
+        return ReferenceResult(
+            str(store.path),
+            "skipped",
+            grid.count,
+            rec.get("labeled", 0),
+            rec.get("polygons", 0),
+            time.perf_counter() - t0,
+        )
+    maps, n_polygons = grid_maps(source, grid)
+    warnings = []
+    if n_polygons == 0:
+        warnings.append(
+            f"{store.name}: no CLC polygon of {source.path} (layer {source.layer}) overlaps tile "
+            f"{grid.tile_id}; all {grid.count} patches are unlabeled"
+        )
+    labels = label_patches(maps, nomenclature, opts.max_unlabeled)
+    table = label_table(store, labels, quality_passed)
+    labeled = int(np.count_nonzero(labels.rule_passed)) if quality_passed else 0
+
+    import pyarrow.parquet as pq
+    import zarr
+
+    with (
+        building(store.path / REFERENCE_ARRAYS) as tmp_arrays,
+        building(store.path / LABELS_TABLE, folder=False) as tmp_table,
+    ):
+        root = zarr.open_group(tmp_arrays, mode="w", zarr_format=3)
+        arr = create_patch_array(
+            root,
+            "reference_map",
+            shape=maps.shape,
+            dtype="uint16",
+            chunk_patches=grid.n,
+            fill_value=0,
+            attrs={
+                "values": "CLC level-3 codes (e.g. 211); 0 = no CLC polygon; 999 = CLC NODATA",
+                "rasterization": "pixel-centre rule (GDAL, ALL_TOUCHED=FALSE), 10 m, tile CRS",
+                "resolution_m": 10,
+                "crs": f"EPSG:{grid.epsg}",
+                "clc": source.describe(),
+            },
+        )
+        arr[:] = maps
+        consolidate(tmp_arrays)
+        pq.write_table(table, tmp_table, compression="zstd")
+    store.record_stage(
+        STAGE,
+        stage_record(
+            params,
+            inputs,
+            outputs=[REFERENCE_ARRAYS, LABELS_TABLE],
+            patches=grid.count,
+            labeled=labeled,
+            polygons=n_polygons,
+        ),
+    )
+    return ReferenceResult(
+        str(store.path), "done", grid.count, labeled, n_polygons, time.perf_counter() - t0, warnings=warnings
+    )
+
+
+def label_table(store: TileStore, labels: PatchLabels, quality_passed: bool):
+    """The ``labels.parquet`` table of one store (one row per grid patch, in index order)."""
+    import pyarrow as pa
+
+    grid = store.grid
+    nom = labels.nomenclature
+    n = grid.count
+    ok = labels.rule_passed & quality_passed
+    status = np.where(
+        ~np.full(n, quality_passed), STATUS_QUALITY_FAILED, np.where(ok, STATUS_LABELED, STATUS_TOO_UNLABELED)
+    )
+    xy = [grid.xy(i) for i in range(n)]
+    alpha = labels.multi_hot("alphabetical")
+    native = labels.multi_hot("native")
+    null = ~ok
+
+    def name_lists(hot: np.ndarray, names: Sequence[str]):
+        rows, cols = np.nonzero(hot)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+        values = pa.array(np.asarray(names, dtype=object)[cols], type=pa.string())
+        return pa.ListArray.from_arrays(
+            pa.array(offsets), values, type=pa.list_(pa.field("element", pa.string())), mask=pa.array(null)
+        )
+
+    def vectors(hot: np.ndarray):
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(hot.reshape(-1), pa.uint8()), nom.size, mask=pa.array(null)
+        )
+
+    counts = labels.code_counts[:, :-1]
+    rows, cols = np.nonzero(counts)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    codes = pa.ListArray.from_arrays(
+        pa.array(offsets),
+        pa.array(CODE_BINS[cols], pa.uint16()),
+        type=pa.list_(pa.field("element", pa.uint16())),
+    )
+    code_counts = pa.ListArray.from_arrays(
+        pa.array(offsets),
+        pa.array(counts[rows, cols].astype(np.int32), pa.int32()),
+        type=pa.list_(pa.field("element", pa.int32())),
+    )
+    native_col = f"multi_hot_{nom.native_order_name}"
+    table = pa.table(
+        {
+            "index": pa.array(np.arange(n, dtype=np.int32)),
+            "patch_id": pa.array([grid.patch_id(x, y) for x, y in xy], pa.string()),
+            "unlabeled_fraction": pa.array(labels.unlabeled_fraction),
+            "label_status": pa.array(status.tolist(), pa.string()),
+            "labels": name_lists(alpha, nom.alphabetical),
+            native_col: vectors(native),
+            "multi_hot_alphabetical": vectors(alpha),
+            "clc_codes": codes,
+            "clc_code_counts": code_counts,
+        }
+    )
+    meta = {
+        **nom.describe(),
+        "label_rule": f"labelled when unlabeled_fraction < {labels.max_unlabeled}; labels alphabetical",
+        "vector_columns": {native_col: nom.native_order_name, "multi_hot_alphabetical": "alphabetical"},
+    }
+    return table.replace_schema_metadata({"rsprep:labels": json.dumps(meta)})
+
+
+def reference_work(
+    work: str | Path,
+    clc: str | Path,
+    *,
+    options: ReferenceOptions | None = None,
+    layer: str | None = None,
+    code_field: str | None = None,
+    clc_crs: str | None = None,
+    workers: int = 1,
+    force: bool = False,
+    on_result: Callable[[ReferenceResult], None] | None = None,
+) -> tuple[list[ReferenceResult], ClcSource]:
+    """Reference every store of ``work``; a failing store never stops the others.
+
+    The CLC file is opened (layer, code field, CRS resolved) once, before any store is touched, so
+    a wrong file fails fast with one message.
+    """
+    opts = options or ReferenceOptions()
+    opts.validate()
+    source = open_clc(clc, layer=layer, code_field=code_field, crs=clc_crs)
+    stores = find_stores(work)
+    tasks = [(str(s.path), source, opts, force) for s in stores]
+    results: list[ReferenceResult] = []
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            r = _reference_one(t)
+            results.append(r)
+            if on_result:
+                on_result(r)
+        return results, source
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")  # GDAL and numba threads do not survive fork safely
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        for r in pool.map(_reference_one, tasks):
+            results.append(r)
+            if on_result:
+                on_result(r)
+    return results, source
+
+
+def _reference_one(task) -> ReferenceResult:
+    path, source, opts, force = task
+    try:
+        return reference_store(TileStore.open(path), source, opts, force=force)
+    except (RsprepError, OSError) as exc:
+        return ReferenceResult(path, "failed", error=str(exc))
