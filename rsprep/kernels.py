@@ -368,6 +368,78 @@ def burn_polygons(
     return out
 
 
+@njit(cache=True, nogil=True)
+def _ring_is_clockwise(x, y, a, b):
+    # OGRLinearRing::isClockwise on the closed ring x[a:b]: the turn at the lowest-rightmost
+    # vertex, or the shoelace sum when that vertex is ambiguous (GDAL #5342, #3356).
+    npt = b - a
+    if npt < 2:
+        return True
+    eps = 1e-5
+    fallback = False
+    v = 0
+    for i in range(1, npt - 1):
+        if y[a + i] < y[a + v] or (y[a + i] == y[a + v] and x[a + i] > x[a + v]):
+            v = i
+            fallback = False
+        elif y[a + i] == y[a + v] and x[a + i] == x[a + v]:
+            fallback = True
+    nxt = v - 1
+    if nxt < 0:
+        nxt = npt - 2
+    if abs(x[a + nxt] - x[a + v]) < eps and abs(y[a + nxt] - y[a + v]) < eps:
+        fallback = True
+    dx0 = x[a + nxt] - x[a + v]
+    dy0 = y[a + nxt] - y[a + v]
+    nxt = v + 1
+    if nxt >= npt - 1:
+        nxt = 0
+    if abs(x[a + nxt] - x[a + v]) < eps and abs(y[a + nxt] - y[a + v]) < eps:
+        fallback = True
+    dx1 = x[a + nxt] - x[a + v]
+    dy1 = y[a + nxt] - y[a + v]
+    cross = dx1 * dy0 - dx0 * dy1
+    if not fallback:
+        if cross > 0:
+            return False
+        if cross < 0:
+            return True
+    total = x[a] * (y[a + 1] - y[a + npt - 1])
+    for i in range(1, npt - 1):
+        total += x[a + i] * (y[a + i + 1] - y[a + i - 1])
+    total += x[a + npt - 1] * (y[a] - y[a + npt - 2])
+    return total < 0
+
+
+@njit(cache=True, nogil=True)
+def _gdal_ring_order(x, y, ring_off, out):
+    for k in range(ring_off.shape[0] - 1):
+        a = ring_off[k]
+        b = ring_off[k + 1]
+        if b - a >= 3 and not _ring_is_clockwise(x, y, a, b):
+            for i in range(b - a):
+                out[a + i] = b - 1 - i
+        else:
+            for i in range(b - a):
+                out[a + i] = a + i
+
+
+def gdal_ring_order(x: np.ndarray, y: np.ndarray, ring_offsets: np.ndarray) -> np.ndarray:
+    """Vertex order in which GDAL's rasterizer walks each ring: clockwise rings as they are,
+    the others reversed (``GDALCollectRingsFromGeometry``), judged in world coordinates.
+
+    The order matters only for horizontal edges lying exactly on a row centre.
+    """
+    out = np.empty(len(x), dtype=np.int64)
+    _gdal_ring_order(
+        np.ascontiguousarray(x, np.float64),
+        np.ascontiguousarray(y, np.float64),
+        np.ascontiguousarray(ring_offsets, np.int64),
+        out,
+    )
+    return out
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _lut_counts(patches, lut, out):
     for k in prange(patches.shape[0]):

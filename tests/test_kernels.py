@@ -199,3 +199,128 @@ def test_upsample_bilinear_preserves_constant_and_stays_in_range():
     up = kernels.upsample_bilinear(patches, 6)
     assert up.min() >= 100 and up.max() <= 199
     assert (kernels.upsample_bilinear(np.full((1, 3, 3), 42, np.uint16), 2) == 42).all()
+
+
+# -- polygon rasterization: the reference is GDAL itself (rasterio.features.rasterize) ---------
+def ref_burn(geoms, values, p, n, res=10.0):
+    from rasterio.features import rasterize
+    from rasterio.transform import from_origin
+
+    side = n * p
+    if not len(geoms):
+        return np.zeros((n * n, p, p), np.uint16)
+    tile = rasterize(
+        zip(geoms, values, strict=True),
+        out_shape=(side, side),
+        transform=from_origin(0.0, side * res, res, res),
+        fill=0,
+        dtype="uint16",
+    )
+    return kernels.cut_patches(tile, p, n)
+
+
+def our_burn(geoms, values, p, n, res=10.0):
+    from rsprep.rasterize import rasterize_patches
+
+    return rasterize_patches(
+        np.array(geoms, dtype=object), np.array(values), ulx=0.0, uly=n * p * res, res=res, p=p, n=n
+    )
+
+
+def _ring(draw, side_m, k):
+    # vertices on a 5 m lattice: many lie exactly on pixel centres, edges, and row-centre lines
+    pts = draw(
+        st.lists(
+            st.tuples(st.integers(-3, 2 * side_m // 10 + 3), st.integers(-3, 2 * side_m // 10 + 3)),
+            min_size=k,
+            max_size=k + 6,
+        )
+    )
+    return [(x * 5.0, y * 5.0) for x, y in pts]
+
+
+@st.composite
+def polygon_sets(draw):
+    import shapely
+
+    p = draw(st.sampled_from([3, 4, 6]))
+    n = draw(st.integers(1, 3))
+    side_m = n * p * 10
+    geoms, values = [], []
+    for _ in range(draw(st.integers(1, 5))):
+        shell = _ring(draw, side_m, 3)
+        kind = draw(st.sampled_from(["polygon", "holed", "multi", "float"]))
+        if kind == "float":  # arbitrary coordinates, also far outside the grid
+            shell = [(x + draw(st.floats(-7, 7)), y + draw(st.floats(-7, 7))) for x, y in shell]
+            g = shapely.Polygon(shell)
+        elif kind == "holed":
+            g = shapely.Polygon(shell, [_ring(draw, side_m, 3)])
+        elif kind == "multi":
+            g = shapely.MultiPolygon([shapely.Polygon(shell), shapely.Polygon(_ring(draw, side_m, 3))])
+        else:
+            g = shapely.Polygon(shell)
+        geoms.append(g)
+        values.append(draw(st.integers(1, 999)))
+    return geoms, values, p, n
+
+
+@settings(max_examples=300, deadline=None)
+@given(polygon_sets())
+def test_burn_polygons_equals_gdal(case):
+    geoms, values, p, n = case
+    np.testing.assert_array_equal(our_burn(geoms, values, p, n), ref_burn(geoms, values, p, n))
+
+
+def test_burn_polygons_edge_cases():
+    import shapely
+
+    p, n = 4, 2
+    cases = [
+        [shapely.box(-100, -100, 1000, 1000)],  # covers everything, far beyond the grid
+        [shapely.box(20, 20, 60, 60)],  # edges on pixel borders
+        [shapely.box(25, 25, 55, 55)],  # edges through pixel centres (ties)
+        [shapely.box(0, 0, 80, 80), shapely.box(15, 15, 45, 45)],  # later geometry overwrites
+        [shapely.Polygon([(0, 0), (80, 80), (80, 0), (0, 80)])],  # self-intersecting bow tie
+        [shapely.box(200, 200, 300, 300)],  # entirely outside
+        [shapely.Polygon([(35, 35), (45, 35), (45, 35), (35, 35)])],  # degenerate, no area
+    ]
+    for geoms in cases:
+        values = list(range(1, len(geoms) + 1))
+        np.testing.assert_array_equal(our_burn(geoms, values, p, n), ref_burn(geoms, values, p, n))
+    assert not our_burn([], [], p, n).any()
+
+
+def test_burn_polygons_rejects_mismatched_values():
+    with pytest.raises(ValueError, match="values"):
+        kernels.burn_polygons(
+            np.zeros(4), np.zeros(4), np.array([0, 4]), np.array([0, 1]), np.array([1, 2]), 2, 1
+        )
+
+
+def ref_lut_counts(patches, lut, nbins):
+    out = np.zeros((patches.shape[0], nbins), np.int64)
+    for i, pch in enumerate(patches):
+        out[i] = np.bincount(lut[pch.reshape(-1)], minlength=nbins)
+    return out
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 7), st.integers(2, 9), st.integers(0, 2**31 - 1))
+def test_lut_counts_equals_numpy(npatch, side, nbins, seed):
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 65536, (npatch, side, side)).astype(np.uint16)
+    patches[:, 0, 0] = 65535  # the largest value is mapped too
+    lut = rng.integers(0, nbins, 65536)
+    np.testing.assert_array_equal(
+        kernels.lut_counts_per_patch(patches, lut, nbins), ref_lut_counts(patches, lut, nbins)
+    )
+
+
+def test_lut_counts_validates_its_table():
+    patches = np.zeros((1, 2, 2), np.uint16)
+    with pytest.raises(ValueError, match="entries"):
+        kernels.lut_counts_per_patch(patches, np.zeros(10, np.int64), 2)
+    with pytest.raises(ValueError, match="lut values"):
+        kernels.lut_counts_per_patch(patches, np.full(65536, 5), 2)
+    with pytest.raises(TypeError):
+        kernels.lut_counts_per_patch(patches.astype(np.int16), np.zeros(65536, np.int64), 2)
