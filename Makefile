@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/rsprep patch $(DEMO)/archive/s2/*.SAFE --out $(DEMO)/work
 	$(BIN)/rsprep stack $(DEMO)/work
 	$(BIN)/rsprep s1 --s1 $(DEMO)/archive/s1 --work $(DEMO)/work
+	$(BIN)/rsprep reference --clc $(DEMO)/archive/clc/U2018_CLC2018_V2020_20u1.gpkg --work $(DEMO)/work
 
 test: $(STAMP)
 	$(BIN)/ruff check rsprep tests bench

@@ -187,7 +187,7 @@ def parse_codes(values: np.ndarray, where: str) -> np.ndarray:
             if _hashable(v):
                 cache[v] = code
         if code is None:
-            bad[repr(v) if v is not None else "<null>"] += 1
+            bad["<null>" if _is_null(v) else repr(v)] += 1
         else:
             out[i] = code
     if bad:
@@ -200,8 +200,12 @@ def parse_codes(values: np.ndarray, where: str) -> np.ndarray:
     return out
 
 
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and v != v) or type(v).__name__ == "NAType"
+
+
 def _code_or_none(v: Any) -> int | None:
-    if v is None:
+    if _is_null(v):
         return None
     if isinstance(v, bytes):
         v = v.decode("ascii", "replace")

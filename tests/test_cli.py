@@ -144,3 +144,23 @@ def test_patch_stack_s1_chain(archive, manifest, t29unu, tmp_path):
     assert "3 S1 scene(s)" in r.output and "valid patches paired" in r.output
     r = runner.invoke(app, ["s1", "--s1", str(tmp_path / "nope"), "--work", str(work)])
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_reference_cli(archive, manifest, shared_data, tmp_path):
+    work = tmp_path / "work"
+    good = [str(archive / p["path"]) for p in manifest["products"][:2]]
+    assert runner.invoke(app, ["-q", "patch", *good, "--out", str(work), "-j", "1"]).exit_code == 0
+    clc = str(archive / manifest["clc"]["path"])
+    r = runner.invoke(app, ["reference", "--clc", clc, "--work", str(work), "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert "field Code_18" in r.output and r.output.count("patches labelled") == 2
+    r = runner.invoke(app, ["reference", "--clc", clc, "--work", str(work), "-j", "2"])
+    assert r.output.count("skipped") == 2
+    # a file without the code field fails before any store is touched, naming the fix
+    lanjaron = str(shared_data("clc-lanjaron/clc.gpkg"))
+    r = runner.invoke(app, ["reference", "--clc", lanjaron, "--work", str(work), "--layer", "lanjaron"])
+    assert r.exit_code == 1 and "no layer has a CLC code field" in r.output and "--code-field" in r.output
+    r = runner.invoke(app, ["reference", "--clc", clc, "--work", str(work), "--nomenclature", "ben20"])
+    assert r.exit_code == 1 and "ben19" in r.output
+    r = runner.invoke(app, ["reference", "--clc", clc, "--work", str(work), "--max-unlabeled", "0"])
+    assert r.exit_code == 1 and "--max-unlabeled" in r.output
