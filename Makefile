@@ -40,6 +40,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_kernels.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_patch.py --write docs/BENCHMARKS.md
+	$(BIN)/python bench/bench_reference.py --write docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis

@@ -17,7 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_patch import replace_section
-from test_kernels import ref_bilinear, ref_class_counts, ref_count, ref_mark, ref_nearest
+from test_kernels import (
+    ref_bilinear,
+    ref_burn,
+    ref_class_counts,
+    ref_count,
+    ref_lut_counts,
+    ref_mark,
+    ref_nearest,
+)
 
 from rsprep import kernels
 
@@ -45,6 +53,20 @@ def main() -> None:
     mask = np.zeros((10980, 10980), bool)
     p20 = rng.integers(1, 3000, (91 * 91 // 8, 60, 60)).astype(np.uint16)  # 1/8 tile: the reference is slow
     p60 = rng.integers(1, 3000, (91, 20, 20)).astype(np.uint16)
+    # a CLC-like partition of the 10920 x 10920 px grid: 4500 Voronoi cells, CLC codes as values
+    import shapely
+
+    from rsprep.labels import CODE_BINS, CODE_LUT
+    from rsprep.rasterize import rasterize_patches
+
+    side_m = 91 * 1200
+    seeds = shapely.multipoints(rng.uniform(0, side_m, (4500, 2)))
+    cells = np.asarray(
+        shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=shapely.box(0, 0, side_m, side_m)))
+    )
+    cells = shapely.segmentize(shapely.intersection(cells, shapely.box(0, 0, side_m, side_m)), 150.0)
+    codes = rng.choice(CODE_BINS[1:], len(cells)).astype(np.uint16)
+    maps = rasterize_patches(cells, codes, ulx=0.0, uly=side_m, res=10, p=120, n=91)
     cases = [
         (
             "nodata count per patch (10 m tile)",
@@ -71,6 +93,16 @@ def main() -> None:
             lambda: kernels.upsample_bilinear(p60, 6, nodata=0),
             lambda: ref_bilinear(p60, 6, 0),
         ),
+        (
+            "CLC code histogram per patch (8281 maps)",
+            lambda: kernels.lut_counts_per_patch(maps, CODE_LUT, len(CODE_BINS) + 1),
+            lambda: ref_lut_counts(maps, CODE_LUT, len(CODE_BINS) + 1),
+        ),
+        (
+            "polygon rasterization into patches vs GDAL + cut (4500 cells)",
+            lambda: rasterize_patches(cells, codes, ulx=0.0, uly=side_m, res=10, p=120, n=91),
+            lambda: ref_burn(cells, codes, 120, 91),
+        ),
     ]
     rows = []
     for name, fast, ref in cases:
@@ -81,15 +113,16 @@ def main() -> None:
         print(f"{name}: numpy {tr:.3f} s, numba {tf:.4f} s, {tr / tf:.1f}×")
     if args.write:
         lines = [
-            "## numba kernels vs their numpy references (issue 3)",
+            "## numba kernels vs their numpy references (issues 3 and 4)",
             "",
             "Command: `python bench/bench_kernels.py --write docs/BENCHMARKS.md` "
             f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, Python {platform.python_version()}).",
             "The references are the plain-numpy",
-            "functions the tests compare the kernels against (tests/test_kernels.py); same inputs, same run,",
-            "best of 3 for numba after a warm-up call.",
+            "functions the tests compare the kernels against (tests/test_kernels.py; for the rasterizer",
+            "GDAL via rasterio, then cutting into patches); same inputs, same run, best of 3 for numba",
+            "after a warm-up call.",
             "",
-            "| kernel | numpy (s) | numba (s) | speed-up |",
+            "| kernel | reference (s) | numba (s) | speed-up |",
             "|---|---|---|---|",
         ]
         lines += [f"| {n} | {tr:.3f} | {tf:.4f} | **{tr / tf:.1f}×** |" for n, tr, tf in rows]

@@ -20,8 +20,8 @@ DEFAULT_MAX_UNLABELED = 0.25
 #: Histogram bins: 0 (no polygon), the 45 CLC codes in increasing order, then "any other value".
 CODE_BINS: np.ndarray = np.array([0, *sorted(CLC_CODES)], dtype=np.uint16)
 _OTHER = len(CODE_BINS)
-_CODE_LUT = np.full(65536, _OTHER, dtype=np.int64)
-_CODE_LUT[CODE_BINS] = np.arange(len(CODE_BINS))
+CODE_LUT = np.full(65536, _OTHER, dtype=np.int64)
+CODE_LUT[CODE_BINS] = np.arange(len(CODE_BINS))
 
 
 @dataclass
@@ -64,7 +64,7 @@ def label_patches(
         raise ValueError(f"max_unlabeled must lie in (0, 1], not {max_unlabeled}")
     if maps.dtype != np.uint16:
         maps = maps.astype(np.uint16)
-    counts = kernels.lut_counts_per_patch(maps, _CODE_LUT, _OTHER + 1)
+    counts = kernels.lut_counts_per_patch(maps, CODE_LUT, _OTHER + 1)
     return labels_from_code_counts(counts, nomenclature, max_unlabeled)
 
 
