@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,13 +191,16 @@ def label_table(store: TileStore, labels: PatchLabels, quality_passed: bool):
     native = labels.multi_hot("native")
     null = ~ok
 
-    def name_lists(hot: np.ndarray, names: Sequence[str]):
-        rows, cols = np.nonzero(hot)
+    def ragged(mask: np.ndarray, values: np.ndarray, arrow_type, row_mask=None):
+        # one list per row holding values[i, j] for the j where mask[i, j], in column order
+        rows, cols = np.nonzero(mask)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-        values = pa.array(np.asarray(names, dtype=object)[cols], type=pa.string())
         return pa.ListArray.from_arrays(
-            pa.array(offsets), values, type=pa.list_(pa.field("element", pa.string())), mask=pa.array(null)
+            pa.array(offsets),
+            pa.array(values[rows, cols], arrow_type),
+            type=pa.list_(pa.field("element", arrow_type)),
+            mask=None if row_mask is None else pa.array(row_mask),
         )
 
     def vectors(hot: np.ndarray):
@@ -205,20 +208,9 @@ def label_table(store: TileStore, labels: PatchLabels, quality_passed: bool):
             pa.array(hot.reshape(-1), pa.uint8()), nom.size, mask=pa.array(null)
         )
 
+    names = np.broadcast_to(np.asarray(nom.alphabetical, dtype=object), alpha.shape)
     counts = labels.code_counts[:, :-1]
-    rows, cols = np.nonzero(counts)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-    codes = pa.ListArray.from_arrays(
-        pa.array(offsets),
-        pa.array(CODE_BINS[cols], pa.uint16()),
-        type=pa.list_(pa.field("element", pa.uint16())),
-    )
-    code_counts = pa.ListArray.from_arrays(
-        pa.array(offsets),
-        pa.array(counts[rows, cols].astype(np.int32), pa.int32()),
-        type=pa.list_(pa.field("element", pa.int32())),
-    )
+    codes = np.broadcast_to(CODE_BINS, counts.shape)
     native_col = f"multi_hot_{nom.native_order_name}"
     table = pa.table(
         {
@@ -226,11 +218,11 @@ def label_table(store: TileStore, labels: PatchLabels, quality_passed: bool):
             "patch_id": pa.array([grid.patch_id(x, y) for x, y in xy], pa.string()),
             "unlabeled_fraction": pa.array(labels.unlabeled_fraction),
             "label_status": pa.array(status.tolist(), pa.string()),
-            "labels": name_lists(alpha, nom.alphabetical),
+            "labels": ragged(alpha.astype(bool), names, pa.string(), null),
             native_col: vectors(native),
             "multi_hot_alphabetical": vectors(alpha),
-            "clc_codes": codes,
-            "clc_code_counts": code_counts,
+            "clc_codes": ragged(counts > 0, codes, pa.uint16()),
+            "clc_code_counts": ragged(counts > 0, counts.astype(np.int32), pa.int32()),
         }
     )
     meta = {
