@@ -13,6 +13,7 @@ order (ConfigILM's default). Every multi-hot vector rsprep writes names its orde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -125,16 +126,23 @@ class Nomenclature:
         return len(self.classes)
 
     def code_lut(self) -> np.ndarray:
-        """int16 (65536,): CLC code → class index in native order, -1 for UNLABELED."""
+        """int16 (65536,): CLC code → class index in native order, -1 for UNLABELED (a copy)."""
+        return self._lut.copy()
+
+    @cached_property
+    def _lut(self) -> np.ndarray:
         lut = np.full(65536, -1, dtype=np.int16)
         for i, codes in enumerate(self.codes):
             lut[list(codes)] = i
         return lut
 
+    @cached_property
+    def _class_by_code(self) -> dict[int, str]:
+        return {c: name for name, codes in zip(self.classes, self.codes, strict=True) for c in codes}
+
     def class_of(self, code: int) -> str | None:
         """The class name of a CLC code, or None when the code is UNLABELED here."""
-        i = int(self.code_lut()[code]) if 0 <= code < 65536 else -1
-        return None if i < 0 else self.classes[i]
+        return self._class_by_code.get(int(code))
 
     def order(self, which: str) -> tuple[str, ...]:
         """Class names in ``which`` order: ``native`` (or the order's own name) or ``alphabetical``."""
