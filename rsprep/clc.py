@@ -101,17 +101,17 @@ def open_clc(
         for lyr in layers if layer is None else [layer]:
             if layer is not None and lyr not in layers:
                 raise ClcError(f"{path}: no layer {layer!r}; the layers are {', '.join(layers) or 'none'}")
-            fields = [str(f) for f in pyogrio.read_info(ds, layer=lyr)["fields"]]
-            choices.append((ds, lyr, fields))
+            info = pyogrio.read_info(ds, layer=lyr)
+            choices.append((ds, lyr, [str(f) for f in info["fields"]], info["crs"]))
     wanted = (code_field or DEFAULT_CODE_FIELD).lower()
-    matches = [(ds, lyr, fields) for ds, lyr, fields in choices if wanted in (f.lower() for f in fields)]
+    matches = [c for c in choices if wanted in (f.lower() for f in c[2])]
     if len(matches) > 1 and layer is None:
         # Change layers (cha12/cha18) carry the codes of two dates; status layers carry one.
         status = [m for m in matches if sum(bool(_CODE_FIELD.match(f)) for f in m[2]) <= 1]
         matches = status or matches
     if not matches:
-        seen = "; ".join(f"{lyr}: {', '.join(fields) or 'no fields'}" for _, lyr, fields in choices)
-        codes = sorted({f for _, _, fields in choices for f in fields if _CODE_FIELD.match(f)})
+        seen = "; ".join(f"{lyr}: {', '.join(fields) or 'no fields'}" for _, lyr, fields, _ in choices)
+        codes = sorted({f for _, _, fields, _ in choices for f in fields if _CODE_FIELD.match(f)})
         hint = (
             f"give --code-field (code-like fields here: {', '.join(codes)})"
             if codes
@@ -121,12 +121,11 @@ def open_clc(
             f"{path}: no layer has a CLC code field {wanted!r} (layers and fields: {seen}); {hint}"
         )
     if len(matches) > 1:
-        names = ", ".join(f"{lyr} ({Path(ds).name})" for ds, lyr, _ in matches)
+        names = ", ".join(f"{lyr} ({Path(ds).name})" for ds, lyr, _, _ in matches)
         raise ClcError(f"{path}: several layers have the field {wanted!r}: {names}; choose one with --layer")
-    ds, lyr, fields = matches[0]
+    ds, lyr, fields, layer_crs = matches[0]
     real_field = next(f for f in fields if f.lower() == wanted)
-    info = pyogrio.read_info(ds, layer=lyr)
-    layer_crs = crs or info["crs"]
+    layer_crs = crs or layer_crs
     if not layer_crs:
         raise ClcError(
             f"{path}: layer {lyr} has no coordinate reference system; give --clc-crs (CLC 2018 is EPSG:3035)"

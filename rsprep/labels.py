@@ -35,10 +35,6 @@ class PatchLabels:
     unlabeled_fraction: np.ndarray  # float64 (N,)
     rule_passed: np.ndarray  # bool (N,): unlabeled_fraction < max_unlabeled
 
-    @property
-    def pixels(self) -> int:
-        return int(self.code_counts[0].sum()) if len(self.code_counts) else 0
-
     def multi_hot(self, order: str = "native") -> np.ndarray:
         """uint8 (N, C) in ``order`` (``native`` / the native order's name, or ``alphabetical``)."""
         cls = self.nomenclature
@@ -48,12 +44,8 @@ class PatchLabels:
 
     def labels(self, i: int) -> list[str]:
         """Alphabetical class names present in patch ``i`` (regardless of the rule)."""
-        hot = self.multi_hot("alphabetical")[i]
-        return [c for c, h in zip(self.nomenclature.alphabetical, hot, strict=True) if h]
-
-    def other_values(self) -> int:
-        """Pixels whose value is neither 0 nor a CLC code (never produced by rsprep's rasterizer)."""
-        return int(self.code_counts[:, -1].sum())
+        present = self.present[i]
+        return sorted(c for c, h in zip(self.nomenclature.classes, present, strict=True) if h)
 
 
 def label_patches(

@@ -462,23 +462,10 @@ def patch_products(
             first_of[prefix] = str(p)
         tasks.append((str(p), str(out), opts, force, sen2cor))
         slots.append(i)
-    if workers <= 1 or len(tasks) <= 1:
-        for i, t in zip(slots, tasks, strict=True):
-            results[i] = _patch_one(t)
-            if on_result:
-                on_result(results[i])
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from rsprep.parallel import run_tasks
 
-        ctx = mp.get_context("spawn")  # GDAL and numba threads do not survive fork safely
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            futures = {pool.submit(_patch_one, t): i for i, t in zip(slots, tasks, strict=True)}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                if on_result:
-                    on_result(results[i])
+    for i, r in zip(slots, run_tasks(_patch_one, tasks, workers=workers, on_result=on_result), strict=True):
+        results[i] = r
     return [r for r in results if r is not None]
 
 

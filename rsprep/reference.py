@@ -255,24 +255,9 @@ def reference_work(
     source = open_clc(clc, layer=layer, code_field=code_field, crs=clc_crs)
     stores = find_stores(work)
     tasks = [(str(s.path), source, opts, force) for s in stores]
-    results: list[ReferenceResult] = []
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            r = _reference_one(t)
-            results.append(r)
-            if on_result:
-                on_result(r)
-        return results, source
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from rsprep.parallel import run_tasks
 
-    ctx = mp.get_context("spawn")  # GDAL and numba threads do not survive fork safely
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        for r in pool.map(_reference_one, tasks):
-            results.append(r)
-            if on_result:
-                on_result(r)
-    return results, source
+    return run_tasks(_reference_one, tasks, workers=workers, on_result=on_result), source
 
 
 def _reference_one(task) -> ReferenceResult:
