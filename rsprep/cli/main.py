@@ -18,26 +18,52 @@ log = logging.getLogger("rsprep")
 _state = {"verbosity": 0}
 
 
+def _passthrough() -> tuple[type[BaseException], ...]:
+    """Exceptions that carry their own exit code: click's, and those of the click copy that newer
+    typer versions vendor as ``typer._click`` (their classes differ from click's)."""
+    kinds: set[type[BaseException]] = {
+        click.exceptions.Exit,
+        click.exceptions.Abort,
+        click.ClickException,
+        typer.Exit,
+        typer.Abort,
+    }
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # typer versions that use click itself
+        pass
+    else:
+        kinds |= {
+            getattr(vendored, name)
+            for name in ("Exit", "Abort", "ClickException")
+            if isinstance(getattr(vendored, name, None), type)
+        }
+    return tuple(kinds)
+
+
+_PASSTHROUGH = _passthrough()
+
+
 class _BoundaryGroup(TyperGroup):
     """Turns library errors into one line on stderr and exit code 1 (usage errors stay exit 2)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _PASSTHROUGH:
             raise
         except RsprepError as exc:
             _report(exc)
-            raise click.exceptions.Exit(1) from exc
+            raise typer.Exit(1) from exc
         except OSError as exc:  # disk full, permissions, GDAL I/O errors
             _report(exc)
-            raise click.exceptions.Exit(1) from exc
+            raise typer.Exit(1) from exc
         except KeyboardInterrupt as exc:
             typer.echo(
                 "rsprep: interrupted; outputs written so far are complete, partial ones were removed",
                 err=True,
             )
-            raise click.exceptions.Exit(130) from exc
+            raise typer.Exit(130) from exc
 
 
 def _report(exc: BaseException) -> None:
@@ -98,9 +124,12 @@ def quiet() -> bool:
 def _register() -> None:
     # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
     from rsprep.cli import inspect as inspect_cmd
+    from rsprep.cli import metadata as metadata_cmd
+    from rsprep.cli import noise as noise_cmd
     from rsprep.cli import patch as patch_cmd
     from rsprep.cli import reference as reference_cmd
     from rsprep.cli import s1 as s1_cmd
+    from rsprep.cli import split as split_cmd
     from rsprep.cli import stack as stack_cmd
     from rsprep.cli import synth as synth_cmd
 
@@ -110,6 +139,9 @@ def _register() -> None:
     app.command("stack")(stack_cmd.stack)
     app.command("s1")(s1_cmd.s1)
     app.command("reference")(reference_cmd.reference)
+    app.command("metadata")(metadata_cmd.metadata)
+    app.command("split")(split_cmd.split)
+    app.command("noise")(noise_cmd.noise)
 
 
 _register()
