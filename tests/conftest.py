@@ -62,3 +62,48 @@ def full_archive(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth-full") / "full"
     synthesize(out, SynthConfig(tiles=2, acquisitions=1, full_size=True, s1=False, content="gtiff"))
     return out
+
+
+@pytest.fixture(scope="session")
+def reference_work(archive, manifest, tmp_path_factory) -> Path:
+    """The demo archive through patch, s1 and reference: a complete work store."""
+    from rsprep.patch import patch_products
+    from rsprep.reference import reference_work as run_reference
+    from rsprep.s1 import s1_work
+
+    out = tmp_path_factory.mktemp("dswork") / "work"
+    patch_products([archive / p["path"] for p in manifest["products"]], out=out)
+    s1_results, _ = s1_work(out, archive / "s1")
+    assert all(r.status == "done" for r in s1_results)
+    clc = archive / manifest["clc"]["path"]
+    results, _ = run_reference(out, clc)
+    assert all(r.status == "done" for r in results)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset(reference_work, archive, manifest, tmp_path_factory) -> Path:
+    """``rsprep metadata`` of the demo work store with the synthetic country file."""
+    from rsprep.metadata import MetadataOptions, build_metadata
+
+    out = tmp_path_factory.mktemp("dataset") / "ds"
+    build_metadata(reference_work, out, MetadataOptions(countries=archive / manifest["countries"]["path"]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def overlap_work(tmp_path_factory) -> Path:
+    """Two neighbouring 12 × 12-patch tiles (whose complete patches overlap), two dates each, no S1."""
+    from rsprep.patch import patch_products
+    from rsprep.reference import reference_work as run_reference
+    from rsprep.synth import SynthConfig, load_manifest, synthesize
+
+    root = tmp_path_factory.mktemp("overlap")
+    arch = root / "archive"
+    synthesize(arch, SynthConfig(tiles=2, patches_per_side=12, acquisitions=2, s1=False, content="gtiff"))
+    m = load_manifest(arch)
+    work = root / "work"
+    patch_products([arch / p["path"] for p in m["products"]], out=work)
+    results, _ = run_reference(work, arch / m["clc"]["path"])
+    assert all(r.status == "done" for r in results)
+    return work

@@ -1,0 +1,139 @@
+"""A built dataset folder (DESIGN §7): file names, the official metadata schema, atomic parquet writes.
+
+``metadata.parquet`` and ``metadata_for_patches_with_snow_cloud_or_shadow.parquet`` follow the official
+reBEN files exactly: eight columns in a fixed order, ``labels`` as ``list<element: string>``, sorted by
+``patch_id``, ZSTD, no pandas index and no stored Arrow schema (the official files were written by
+DuckDB, which stores neither). ``patches.parquet`` is our GeoParquet sidecar. ``build.json`` records
+where the data came from (the work store) and what each dataset-wide stage did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rsprep import __version__
+from rsprep.errors import InputNotFoundError, RsprepError
+from rsprep.workstore import temp_sibling, write_json_atomic
+
+METADATA = "metadata.parquet"
+FLAGGED = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
+SIDECAR = "patches.parquet"
+BUILD = "build.json"
+SPLITS = ("train", "validation", "test")
+#: Row groups as in the official files (DuckDB's 122,880), so readers see the same layout.
+ROW_GROUP_SIZE = 122_880
+
+LABELS_TYPE = pa.list_(pa.field("element", pa.string()))
+METADATA_SCHEMA = pa.schema(
+    [
+        ("patch_id", pa.string()),
+        ("labels", LABELS_TYPE),
+        ("split", pa.string()),
+        ("country", pa.string()),
+        ("s1_name", pa.string()),
+        ("s2v1_name", pa.string()),
+        ("contains_seasonal_snow", pa.bool_()),
+        ("contains_cloud_or_shadow", pa.bool_()),
+    ]
+)
+
+
+class DatasetError(RsprepError, ValueError):
+    """A dataset folder or table is missing, incomplete or not in the expected schema."""
+
+
+def write_parquet(table: pa.Table, path: Path, *, store_schema: bool = True) -> None:
+    """Write ``table`` (ZSTD) through a temporary sibling and a rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=ROW_GROUP_SIZE,
+            store_schema=store_schema,
+            write_statistics=True,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_metadata(table: pa.Table, path: Path) -> None:
+    """Write a metadata table in the official schema (cast, sorted by patch_id, no Arrow schema stored)."""
+    table = conform_metadata(table, path)
+    write_parquet(table, path, store_schema=False)
+
+
+def conform_metadata(table: pa.Table, source: Path | str) -> pa.Table:
+    """``table`` in exactly the official schema: the eight columns, in order, sorted by patch_id.
+
+    Extra columns (a pandas index, say) are dropped; a missing column is an error naming ``source``.
+    """
+    missing = [n for n in METADATA_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise DatasetError(
+            f"{source} lacks the metadata column(s) {', '.join(missing)}; "
+            "it is not a reBEN metadata table (rebuild it with `rsprep metadata`)"
+        )
+    cols = []
+    for field in METADATA_SCHEMA:
+        col = table.column(field.name)
+        try:
+            cols.append(col.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DatasetError(
+                f"{source}: column {field.name} has type {col.type}, expected {field.type}"
+            ) from exc
+    out = pa.Table.from_arrays(cols, schema=METADATA_SCHEMA)
+    return out.sort_by("patch_id")
+
+
+def read_table(path: Path, what: str = "table") -> pa.Table:
+    """Read a parquet file with an error that names it when it is missing or unreadable."""
+    if not path.is_file():
+        raise InputNotFoundError(f"{what} {path} does not exist")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable parquet file ({exc}); rebuild it") from exc
+
+
+def read_build(dataset: Path) -> dict[str, Any]:
+    """``build.json`` of a dataset folder ({} when there is none, e.g. an official download)."""
+    path = dataset / BUILD
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); re-run `rsprep metadata --overwrite`") from exc
+
+
+def record_build(dataset: Path, stage: str, record: dict[str, Any]) -> None:
+    """Add (or replace) one stage's record in ``build.json``, atomically."""
+    doc = read_build(dataset)
+    doc.setdefault("format", "rsprep-dataset")
+    doc["rsprep_version"] = __version__
+    doc.setdefault("stages", {})[stage] = {"rsprep_version": __version__, **record}
+    write_json_atomic(dataset / BUILD, doc)
+
+
+def is_dataset(path: Path) -> bool:
+    return path.is_dir() and (path / METADATA).is_file()
+
+
+def dataset_tables(dataset: Path) -> list[Path]:
+    """The metadata tables of a dataset folder that exist (both files, then the sidecar)."""
+    if not dataset.is_dir():
+        raise InputNotFoundError(f"dataset folder {dataset} does not exist")
+    if not (dataset / METADATA).is_file():
+        raise DatasetError(f"{dataset} holds no {METADATA}; build it with `rsprep metadata --out {dataset}`")
+    return [p for p in (dataset / METADATA, dataset / FLAGGED, dataset / SIDECAR) if p.is_file()]

@@ -1,0 +1,408 @@
+"""``rsprep metadata``: merge the per-tile tables of a work store into one dataset (DESIGN §7.1, §7.2).
+
+Only valid (no nodata pixel), labelled patches with a Sentinel-1 partner enter the dataset. Each gets
+its split (reBEN's tile-border by default; ``rsprep split`` can redo it), its country (nearest
+candidate polygon), its BigEarthNet v1 name when a v1 source is given, and the snow and cloud/shadow
+flags from its SCL fractions. Patches with neither flag go to ``metadata.parquet``, the others to
+``metadata_for_patches_with_snow_cloud_or_shadow.parquet``; all of them to the GeoParquet sidecar
+``patches.parquet``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rsprep import dataset as ds
+from rsprep.errors import InvalidParameterError, OutputExistsError
+from rsprep.leakage import write_report
+from rsprep.split import SplitOptions, code_names
+from rsprep.splitting import REPORT, split_table
+from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files, temp_sibling
+
+STAGE = "metadata"
+_PATCH_COLUMNS = (
+    "patch_id", "x", "y", "left", "bottom", "right", "top", "nodata_fraction", "cloud_fraction",
+    "shadow_fraction", "snow_fraction", "scl_nodata_fraction", "product_id", "tile", "sensing_time",
+    "season", "processing_baseline",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    """What enters the dataset and how it is annotated."""
+
+    snow_threshold: float = 0.0  # flag when snow_fraction > threshold
+    cloud_threshold: float = 0.0  # flag when cloud_fraction + shadow_fraction > threshold
+    countries: Path | None = None
+    country_layer: str | None = None
+    country_field: str | None = None
+    country_candidates: tuple[str, ...] | None = None
+    v1: Path | None = None
+    keep_unpaired: bool = False  # keep patches without an S1 partner (s1_name null)
+    split: SplitOptions = field(default_factory=SplitOptions)
+
+    def validate(self) -> None:
+        for name in ("snow_threshold", "cloud_threshold"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise InvalidParameterError(f"--{name.replace('_', '-')} must lie in [0, 1], got {v}")
+        self.split.validate()
+
+
+@dataclass
+class MetadataResult:
+    dataset: Path
+    counts: dict[str, Any]
+    splits: dict[str, int]
+    countries: dict[str, int]
+    files: list[Path]
+    report: Path
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Gathering the per-tile tables
+# --------------------------------------------------------------------------------------------
+def _store_table(store: TileStore, keep_unpaired: bool) -> tuple[pa.Table, dict[str, int]]:
+    store.require_stage("patch", "re-run `rsprep patch`")
+    store.require_stage("reference", "run `rsprep reference --clc CLC --work WORK` first")
+    patches = store.table("patches.parquet")
+    labels = store.table("labels.parquet")
+    _check_rows(store, "labels.parquet", patches, labels, "rsprep reference --force")
+    n = patches.num_rows
+    if store.stage("s1") is not None:
+        s1 = store.table("s1.parquet")
+        _check_rows(store, "s1.parquet", patches, s1, "rsprep s1 --force")
+        s1_name = s1.column("s1_name")
+    elif keep_unpaired:
+        s1_name = pa.nulls(n, pa.string())
+    else:
+        raise WorkStoreError(
+            f"{store.path}: the s1 stage has not run, so no patch has a Sentinel-1 partner; run "
+            "`rsprep s1 --s1 S1_DIR --work WORK` first, or pass --keep-unpaired for an S2-only dataset"
+        )
+    valid = patches.column("valid").to_numpy()
+    status = np.asarray(labels.column("label_status").to_numpy(zero_copy_only=False), dtype=object)
+    labelled = status == "labeled"
+    paired = ~np.asarray(pc.is_null(s1_name).to_numpy(zero_copy_only=False), dtype=bool)
+    keep = valid & labelled & (paired | keep_unpaired)
+    counts = {
+        "grid_patches": n,
+        "invalid": int((~valid).sum()),
+        "unlabeled_fraction_too_high": int((valid & (status == "unlabeled_fraction_too_high")).sum()),
+        "quality_failed": int((valid & (status == "quality_failed")).sum()),
+        "no_s1_partner": int((valid & labelled & ~paired).sum()) if not keep_unpaired else 0,
+        "kept": int(keep.sum()),
+    }
+    g = store.grid
+    mask = pa.array(keep)
+    cols = {c: patches.column(c).filter(mask) for c in _PATCH_COLUMNS}
+    cols["unlabeled_fraction"] = labels.column("unlabeled_fraction").filter(mask)
+    cols["labels"] = labels.column("labels").filter(mask).cast(ds.LABELS_TYPE)
+    cols["s1_name"] = s1_name.filter(mask)
+    k = int(keep.sum())
+    cols["epsg"] = pa.array(np.full(k, g.epsg, dtype=np.int32))
+    cols["tile_size_m"] = pa.array(np.full(k, g.tile_size_m, dtype=np.float64))
+    cols["patch_size_m"] = pa.array(np.full(k, g.patch_size, dtype=np.float64))
+    return pa.table(cols), counts
+
+
+def _check_rows(store: TileStore, name: str, patches: pa.Table, other: pa.Table, fix: str) -> None:
+    if other.num_rows != patches.num_rows or not other.column("patch_id").equals(patches.column("patch_id")):
+        raise WorkStoreError(
+            f"{store.path / name} does not match patches.parquet row for row (the patch stage was redone "
+            f"after it); re-run `{fix}`"
+        )
+
+
+def gather(work: Path, keep_unpaired: bool) -> tuple[pa.Table, dict[str, int], list[TileStore]]:
+    stores = find_stores(work)
+    tables, totals = [], {}
+    for store in stores:
+        t, c = _store_table(store, keep_unpaired)
+        tables.append(t)
+        for key, v in c.items():
+            totals[key] = totals.get(key, 0) + v
+    table = pa.concat_tables(tables)
+    table = table.take(pc.sort_indices(table.column("patch_id")))
+    ids = table.column("patch_id")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise WorkStoreError(f"{work}: the same patch_id occurs in two stores; remove the duplicate store")
+    return table, {"stores": len(stores), **totals}, stores
+
+
+# --------------------------------------------------------------------------------------------
+# Annotations
+# --------------------------------------------------------------------------------------------
+def _centroids(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    left, right = (np.asarray(table.column(c).to_numpy(), dtype=np.float64) for c in ("left", "right"))
+    bottom, top = (np.asarray(table.column(c).to_numpy(), dtype=np.float64) for c in ("bottom", "top"))
+    return (left + right) / 2.0, (bottom + top) / 2.0, np.asarray(table.column("epsg").to_numpy())
+
+
+def _geometry(table: pa.Table):
+    """Footprints (EPSG:4326 polygons, corners reprojected) and centroid lon/lat per patch."""
+    import shapely
+    from pyproj import Transformer
+
+    cx, cy, epsg = _centroids(table)
+    cols = {
+        c: np.asarray(table.column(c).to_numpy(), dtype=np.float64)
+        for c in ("left", "bottom", "right", "top")
+    }
+    n = len(cx)
+    ring_x = np.stack([cols["left"], cols["right"], cols["right"], cols["left"], cols["left"]], axis=1)
+    ring_y = np.stack([cols["bottom"], cols["bottom"], cols["top"], cols["top"], cols["bottom"]], axis=1)
+    lon, lat = np.empty(n), np.empty(n)
+    rx, ry = np.empty_like(ring_x), np.empty_like(ring_y)
+    for code in np.unique(epsg):
+        m = epsg == code
+        t = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
+        lon[m], lat[m] = t.transform(cx[m], cy[m])
+        rx[m], ry[m] = t.transform(ring_x[m], ring_y[m])
+    return shapely.polygons(np.stack([rx, ry], axis=2)), lon, lat
+
+
+def _countries(table: pa.Table, options: MetadataOptions) -> tuple[pa.Array, pa.Array, dict[str, Any]]:
+    n = table.num_rows
+    if options.countries is None:
+        return pa.nulls(n, pa.string()), pa.nulls(n, pa.float64()), {"file": None}
+    from rsprep.countries import nearest_country, read_countries
+
+    countries = read_countries(
+        options.countries,
+        layer=options.country_layer,
+        name_field=options.country_field,
+        candidates=options.country_candidates,
+    )
+    cx, cy, epsg = _centroids(table)
+    names, dist = nearest_country(countries, cx, cy, epsg)
+    info = {
+        "file": str(Path(options.countries).resolve()),
+        "layer": countries.layer,
+        "name_field": countries.name_field,
+        "candidates": list(options.country_candidates) if options.country_candidates else None,
+        "fingerprint": fingerprint_files([Path(options.countries)])["digest"],
+    }
+    dist = np.where(np.isfinite(dist), dist, np.nan)
+    return pa.array(names, pa.string()), pa.array(dist, pa.float64(), from_pandas=True), info
+
+
+def _v1(table: pa.Table, options: MetadataOptions) -> tuple[pa.Array, dict[str, Any]]:
+    if options.v1 is None:
+        return pa.nulls(table.num_rows, pa.string()), {"source": None}
+    from rsprep.v1names import read_v1
+
+    index = read_v1(options.v1)
+    day = pc.strftime(table.column("sensing_time"), format="%Y%m%d").to_numpy(zero_copy_only=False)
+    names = index.lookup(
+        np.asarray(table.column("patch_id").to_numpy(zero_copy_only=False), dtype=object),
+        np.asarray(table.column("tile").to_numpy(zero_copy_only=False), dtype=object),
+        np.asarray(day, dtype=object),
+        np.asarray(table.column("left").to_numpy(), dtype=np.float64),
+        np.asarray(table.column("top").to_numpy(), dtype=np.float64),
+    )
+    return pa.array(names, pa.string()), {"source": str(Path(options.v1).resolve()), "entries": len(index)}
+
+
+def _flags(table: pa.Table, options: MetadataOptions) -> tuple[np.ndarray, np.ndarray]:
+    snow = np.asarray(table.column("snow_fraction").to_numpy(), dtype=np.float64)
+    cloud = np.asarray(table.column("cloud_fraction").to_numpy(), dtype=np.float64)
+    shadow = np.asarray(table.column("shadow_fraction").to_numpy(), dtype=np.float64)
+    return snow > options.snow_threshold, (cloud + shadow) > options.cloud_threshold
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+def build_metadata(
+    work: Path, out: Path, options: MetadataOptions | None = None, *, overwrite: bool = False
+) -> MetadataResult:
+    """Merge ``work`` into the dataset folder ``out`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    options = options or MetadataOptions()
+    options.validate()
+    out = Path(out)
+    targets = [out / ds.METADATA, out / ds.FLAGGED, out / ds.SIDECAR]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{out} already holds a dataset ({existing[0].name}); pass --overwrite to rebuild it "
+            "(its split, LMDB and Zarr copies then need to be redone)"
+        )
+    table, counts, stores = gather(Path(work), options.keep_unpaired)
+    warnings = []
+    if table.num_rows == 0:
+        raise WorkStoreError(
+            f"{work}: no patch is valid, labelled and paired ({_describe(counts)}); nothing to write"
+        )
+    country, country_dist, country_info = _countries(table, options)
+    s2v1, v1_info = _v1(table, options)
+    if options.v1 is not None and s2v1.null_count == len(s2v1):
+        warnings.append(f"no patch matched a v1 patch of {options.v1} (same tile, day and corner)")
+    snow, cloud = _flags(table, options)
+    geometry, lon, lat = _geometry(table)
+
+    outcome = split_table(table, options.split, f"{work}")
+    split = code_names(outcome.codes)
+    metadata = pa.table(
+        {
+            "patch_id": table.column("patch_id"),
+            "labels": table.column("labels"),
+            "split": split,
+            "country": country,
+            "s1_name": table.column("s1_name"),
+            "s2v1_name": s2v1,
+            "contains_seasonal_snow": pa.array(snow),
+            "contains_cloud_or_shadow": pa.array(cloud),
+        }
+    )
+    flagged = snow | cloud
+    side = _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow, cloud)
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = _write_all(
+        out,
+        {
+            ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
+            ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
+            ds.SIDECAR: (side, False),
+        },
+    )
+    report = out / REPORT
+    write_report(outcome.report, options.split.method, report)
+
+    counts.update(
+        {
+            "dataset_patches": table.num_rows,
+            "metadata_rows": int((~flagged).sum()),
+            "flagged_rows": int(flagged.sum()),
+            "flag_seasonal_snow": int(snow.sum()),
+            "flag_cloud_or_shadow": int(cloud.sum()),
+            "flag_both": int((snow & cloud).sum()),
+            "flag_snow_only": int((snow & ~cloud).sum()),
+            "flag_cloud_or_shadow_only": int((cloud & ~snow).sum()),
+            "s2v1_matched": int(len(s2v1) - s2v1.null_count),
+        }
+    )
+    per_country = _value_counts(country)
+    seconds = time.perf_counter() - t0
+    ds.record_build(
+        out,
+        STAGE,
+        {
+            "work": str(Path(work).resolve()),
+            "stores": {s.name: digest(s.manifest) for s in stores},
+            "options": _jsonable(asdict(options)),
+            "counts": counts,
+            "countries": {**country_info, "patches": per_country},
+            "v1": v1_info,
+            "splits": outcome.report["counts_all"],
+            "seconds": round(seconds, 3),
+        },
+    )
+    return MetadataResult(
+        out, counts, outcome.report["counts_all"], per_country, written, report, seconds, warnings
+    )
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+
+
+def _value_counts(arr: pa.Array) -> dict[str, int]:
+    out = {}
+    for row in pc.value_counts(arr).to_pylist():
+        out[row["values"] if row["values"] is not None else "(none)"] = row["counts"]
+    return dict(sorted(out.items()))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj.resolve())
+    return obj
+
+
+def _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
+    """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (DESIGN §7.2)."""
+    import geopandas as gpd
+
+    cols = {
+        "patch_id": table.column("patch_id"),
+        "tile": table.column("tile"),
+        "product_id": table.column("product_id"),
+        "x": table.column("x"),
+        "y": table.column("y"),
+        "epsg": table.column("epsg"),
+        "left": table.column("left"),
+        "bottom": table.column("bottom"),
+        "right": table.column("right"),
+        "top": table.column("top"),
+        "tile_size_m": table.column("tile_size_m"),
+        "patch_size_m": table.column("patch_size_m"),
+        "centroid_lon": pa.array(lon),
+        "centroid_lat": pa.array(lat),
+        "sensing_time": table.column("sensing_time"),
+        "season": table.column("season"),
+        "processing_baseline": table.column("processing_baseline"),
+        "nodata_fraction": table.column("nodata_fraction"),
+        "cloud_fraction": table.column("cloud_fraction"),
+        "shadow_fraction": table.column("shadow_fraction"),
+        "snow_fraction": table.column("snow_fraction"),
+        "scl_nodata_fraction": table.column("scl_nodata_fraction"),
+        "unlabeled_fraction": table.column("unlabeled_fraction"),
+        "labels": table.column("labels"),
+        "split": split,
+        "country": country,
+        "country_distance_m": country_dist,
+        "s1_name": table.column("s1_name"),
+        "s2v1_name": s2v1,
+        "contains_seasonal_snow": pa.array(snow),
+        "contains_cloud_or_shadow": pa.array(cloud),
+    }
+    import io
+
+    # geopandas writes the GeoParquet "geo" metadata (CRS as PROJJSON, geometry types, bbox); the
+    # geometry column itself is the same WKB, so the attribute columns keep their exact Arrow types.
+    buf = io.BytesIO()
+    gpd.GeoDataFrame(geometry=geometry, crs="EPSG:4326").to_parquet(buf, index=False)
+    buf.seek(0)
+    geo = pq.read_table(buf)
+    cols["geometry"] = geo.column("geometry")
+    return pa.table(cols).replace_schema_metadata({b"geo": geo.schema.metadata[b"geo"]})
+
+
+def _write_all(out: Path, files: dict[str, tuple[pa.Table, bool]]) -> list[Path]:
+    """Write every file under a temporary name first, then rename them all: a failure (disk full)
+    leaves the previous dataset files untouched."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, (table, official) in files.items():
+            dest = out / name
+            tmp = temp_sibling(dest)
+            if official:
+                table = ds.conform_metadata(table, dest)
+            pq.write_table(
+                table, tmp, compression="zstd", row_group_size=ds.ROW_GROUP_SIZE, store_schema=not official
+            )
+            temps.append((tmp, dest))
+        for tmp, dest in temps:
+            os.replace(tmp, dest)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+    return [dest for _, dest in temps]

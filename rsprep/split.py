@@ -1,0 +1,252 @@
+"""Train / validation / test splits that keep spatially correlated patches apart (DESIGN §5).
+
+Methods:
+
+- ``tile-border`` (reBEN): rings of a tile by the distance d of the patch centroid to the nearest tile
+  border; train when d < a1, validation when a1 ≤ d < a1 + a2, test otherwise, with
+  ``a1 = s(1 − √(val + test))/2`` and ``a1 + a2 = s(1 − √test)/2``, so the rings hold the requested
+  fractions of the tile's area and the overlaps between neighbouring tiles always fall into train.
+- ``block``: a square grid of K km blocks in an equal-area CRS; blocks are ranked by a seeded hash and
+  given to the splits in that order until each holds its fraction of the patches; an optional buffer
+  drops blocks next to a block of a higher-priority split (test > validation > train).
+- ``tile``: the same seeded ranking over whole tiles (all dates of a tile stay together).
+- ``random``: patches ranked by a seeded hash (a baseline that shows leakage).
+
+Every method is a pure function of the patches' names and positions and the seed: the result does not
+depend on the row order. Codes: 0 train, 1 validation, 2 test, -1 dropped (block buffer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rsprep.dataset import SPLITS
+from rsprep.errors import InvalidParameterError
+from rsprep.grid import DEFAULT_PATCH_SIZE_M, TILE_SIZE_M
+
+METHODS = ("tile-border", "block", "tile", "random")
+DROPPED = -1
+_TILE_RE = r"^(?:.*_)?(?P<tile>T\d{2}[A-Z]{3})$"
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    method: str = "tile-border"
+    fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    seed: int = 0
+    block_km: float = 10.0
+    buffer: int = 0
+    patch_size: float = DEFAULT_PATCH_SIZE_M  # used when the table has no patch_size_m column
+    tile_size: float = TILE_SIZE_M  # used when the table has no tile_size_m column
+    crs: str = "auto"
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidParameterError(f"split method {self.method!r} is not one of {', '.join(METHODS)}")
+        check_fractions(self.fractions)
+        if not self.block_km > 0:
+            raise InvalidParameterError(f"--block-km must be positive, got {self.block_km}")
+        if self.buffer < 0:
+            raise InvalidParameterError(f"--buffer must be 0 or more blocks, got {self.buffer}")
+        if self.buffer and self.method != "block":
+            raise InvalidParameterError("--buffer applies to --method block only")
+        if not (self.patch_size > 0 and self.tile_size >= self.patch_size):
+            raise InvalidParameterError(
+                f"patch size {self.patch_size} m and tile size {self.tile_size} m: "
+                "both must be positive and the tile at least one patch wide"
+            )
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3:
+        raise InvalidParameterError(
+            f"give three split fractions (train, validation, test), got {len(fractions)}: {fractions}"
+        )
+    if any(not (0.0 <= f <= 1.0) or math.isnan(f) for f in fractions):
+        raise InvalidParameterError(f"split fractions must lie in [0, 1], got {tuple(fractions)}")
+    if abs(sum(fractions) - 1.0) > 1e-9:
+        raise InvalidParameterError(
+            f"split fractions must sum to 1, got {tuple(fractions)} = {sum(fractions)}"
+        )
+    return (float(fractions[0]), float(fractions[1]), float(fractions[2]))
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``"0.5,0.25,0.25"`` or ``"2:1:1"`` (ratios are normalised)."""
+    sep = ":" if ":" in text else ","
+    try:
+        values = [float(v) for v in text.split(sep)]
+    except ValueError as exc:
+        raise InvalidParameterError(
+            f"split fractions {text!r} are not numbers; give e.g. 0.5,0.25,0.25 or 2:1:1"
+        ) from exc
+    if sep == ":":
+        total = sum(values)
+        if total <= 0 or any(v < 0 for v in values):
+            raise InvalidParameterError(f"split ratios {text!r} must be non-negative with a positive sum")
+        values = [v / total for v in values]
+    return check_fractions(values)
+
+
+# --------------------------------------------------------------------------------------------
+# Patch names
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PatchNames:
+    """``<prefix>_<x>_<y>`` parsed for every row, and the tile of each prefix."""
+
+    prefix: np.ndarray  # object (str)
+    x: np.ndarray  # int64
+    y: np.ndarray
+    tile: np.ndarray  # object (str): "T33UUP", or the prefix when it names no tile
+
+
+def parse_patch_ids(
+    patch_id: pa.ChunkedArray | pa.Array | Sequence[str], source: str = "table"
+) -> PatchNames:
+    """Parse patch names; an unparsable name is an error that shows it."""
+    arr = patch_id if isinstance(patch_id, pa.ChunkedArray | pa.Array) else pa.array(patch_id, pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    parts = pc.extract_regex(arr, r"^(?P<prefix>.+)_(?P<x>\d+)_(?P<y>\d+)$")
+    bad = pc.is_null(parts)
+    if pc.any(bad).as_py() or arr.null_count:
+        examples = pc.filter(arr, pc.fill_null(bad, True)).slice(0, 3).to_pylist()
+        raise InvalidParameterError(
+            f"{source}: {pc.sum(bad).as_py()} patch_id(s) are not of the form <prefix>_<x>_<y>, "
+            f"e.g. {examples}"
+        )
+    flat = parts
+    prefix = flat.field("prefix")
+    tile = pc.extract_regex(prefix, _TILE_RE)
+    tile_col = pc.coalesce(pc.struct_field(tile, "tile"), prefix)
+    return PatchNames(
+        prefix=np.asarray(prefix.to_numpy(zero_copy_only=False), dtype=object),
+        x=np.asarray(pc.cast(flat.field("x"), pa.int64()).to_numpy(), dtype=np.int64),
+        y=np.asarray(pc.cast(flat.field("y"), pa.int64()).to_numpy(), dtype=np.int64),
+        tile=np.asarray(tile_col.to_numpy(zero_copy_only=False), dtype=object),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------
+def ring_bounds(tile_size: np.ndarray | float, fractions: Sequence[float]) -> tuple:
+    """(a1, a1 + a2): the border distances where validation and test begin."""
+    _, val, test = fractions
+    a1 = np.asarray(tile_size, dtype=np.float64) * (1.0 - math.sqrt(val + test)) / 2.0
+    a12 = np.asarray(tile_size, dtype=np.float64) * (1.0 - math.sqrt(test)) / 2.0
+    return a1, a12
+
+
+def tile_border(
+    x: np.ndarray, y: np.ndarray, *, patch_size, tile_size, fractions=(0.5, 0.25, 0.25)
+) -> np.ndarray:
+    """reBEN's split codes from the patch indices (centroid ``P·x + P/2`` from the tile's corner)."""
+    p = np.asarray(patch_size, dtype=np.float64)
+    s = np.asarray(tile_size, dtype=np.float64)
+    cx = p * x + p / 2.0
+    cy = p * y + p / 2.0
+    d = np.minimum(np.minimum(cx, s - cx), np.minimum(cy, s - cy))
+    a1, a12 = ring_bounds(s, fractions)
+    return np.where(d < a1, 0, np.where(d < a12, 1, 2)).astype(np.int8)
+
+
+def seeded_keys(seed: int, keys: Sequence[str]) -> np.ndarray:
+    """A stable 64-bit hash of ``seed`` and each key (BLAKE2b), independent of Python's hash seed."""
+    out = np.empty(len(keys), dtype=np.uint64)
+    pre = f"{int(seed)}\x1f".encode()
+    for i, k in enumerate(keys):
+        out[i] = int.from_bytes(hashlib.blake2b(pre + k.encode(), digest_size=8).digest(), "little")
+    return out
+
+
+def ranked_groups(
+    groups: np.ndarray, seed: int, fractions: Sequence[float], names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Split codes for whole groups: groups ranked by a seeded hash, then filled in order until each
+    split holds its fraction of the rows (a group goes where the middle of its rows falls).
+    """
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    labels = names if names is not None else [str(u) for u in uniq]
+    keys = seeded_keys(seed, labels)
+    order = np.lexsort((np.arange(len(uniq)), keys))
+    cum = np.cumsum(counts[order])
+    mid = cum - counts[order] / 2.0
+    bounds = np.cumsum(fractions)[:2] * len(groups)
+    group_code = np.empty(len(uniq), dtype=np.int8)
+    group_code[order] = np.searchsorted(bounds, mid, side="right").astype(np.int8)
+    return group_code[inverse]
+
+
+def random_split(patch_ids: Sequence[str], seed: int, fractions: Sequence[float]) -> np.ndarray:
+    """Patches ranked by a seeded hash of their name; the first ⌊f·N⌉ go to train, and so on."""
+    n = len(patch_ids)
+    keys = seeded_keys(seed, patch_ids)
+    order = np.lexsort((np.asarray(patch_ids, dtype=object).astype(str), keys))
+    bounds = np.rint(np.cumsum(fractions)[:2] * n).astype(np.int64)
+    codes = np.empty(n, dtype=np.int8)
+    codes[order] = np.searchsorted(bounds, np.arange(n), side="right").astype(np.int8)
+    return codes
+
+
+def block_split(
+    ex: np.ndarray, ey: np.ndarray, *, block_m: float, seed: int, fractions: Sequence[float], buffer: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split codes from square blocks of ``block_m`` metres over equal-area coordinates (ex, ey).
+
+    Returns (codes, block ids as an (N, 2) array). With ``buffer`` > 0, a block within ``buffer``
+    blocks (Chebyshev distance) of a block of a higher-priority split is dropped (code -1).
+    """
+    bx = np.floor(ex / block_m).astype(np.int64)
+    by = np.floor(ey / block_m).astype(np.int64)
+    blocks = np.stack([bx, by], axis=1)
+    uniq, inverse = np.unique(blocks, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    names = [f"{a}:{b}" for a, b in uniq]
+    block_codes = ranked_groups(inverse, seed, fractions, names=names)
+    per_block = np.empty(len(uniq), dtype=np.int8)
+    per_block[inverse] = block_codes
+    if buffer > 0:
+        where = {(int(a), int(b)): int(c) for (a, b), c in zip(uniq, per_block, strict=True)}
+        dropped = np.zeros(len(uniq), dtype=bool)
+        span = range(-buffer, buffer + 1)
+        for i, (a, b) in enumerate(uniq):
+            mine = per_block[i]
+            for da in span:
+                for db in span:
+                    other = where.get((int(a) + da, int(b) + db))
+                    if other is not None and other > mine:
+                        dropped[i] = True
+                        break
+                if dropped[i]:
+                    break
+        per_block = np.where(dropped, DROPPED, per_block).astype(np.int8)
+    return per_block[inverse], blocks
+
+
+def code_names(codes: np.ndarray) -> pa.Array:
+    """Split codes as the official strings (null for dropped rows)."""
+    names = np.array([*SPLITS, None], dtype=object)
+    return pa.array(names[np.where(codes < 0, 3, codes)], type=pa.string())
+
+
+def counts(codes: np.ndarray) -> dict[str, int]:
+    out = {name: int((codes == i).sum()) for i, name in enumerate(SPLITS)}
+    if (codes < 0).any():
+        out["dropped"] = int((codes < 0).sum())
+    return out
+
+
+@dataclass
+class SplitResult:
+    codes: np.ndarray
+    method: str
+    details: dict = field(default_factory=dict)
