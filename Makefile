@@ -24,6 +24,10 @@ demo: $(STAMP)
 	$(BIN)/rsprep stack $(DEMO)/work
 	$(BIN)/rsprep s1 --s1 $(DEMO)/archive/s1 --work $(DEMO)/work
 	$(BIN)/rsprep reference --clc $(DEMO)/archive/clc/U2018_CLC2018_V2020_20u1.gpkg --work $(DEMO)/work
+	$(BIN)/rsprep metadata --work $(DEMO)/work --out $(DEMO)/dataset \
+		--countries $(DEMO)/archive/countries/countries.gpkg --overwrite
+	$(BIN)/rsprep split $(DEMO)/dataset --method tile-border
+	$(BIN)/rsprep noise $(DEMO)/dataset --mode mixed --sub-rate 0.2 --add-rate 0.1 --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check rsprep tests bench
@@ -41,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_kernels.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_patch.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_reference.py --write docs/BENCHMARKS.md
+	$(BIN)/python bench/bench_dataset.py --write docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis

@@ -51,18 +51,60 @@ def nearest_per_split(codes: np.ndarray, pos: Positions, max_distance: float) ->
 
 
 def overlapping_pairs(codes: np.ndarray, pos: Positions) -> tuple[np.ndarray, np.ndarray]:
-    """Row pairs (i < j) of different products whose footprints share ground (dropped rows excluded)."""
-    keep = np.flatnonzero(codes >= 0)
-    foot = pos.footprints[keep]
-    tree = shapely.STRtree(foot)
-    a, b = tree.query(foot)
-    m = (a < b) & (pos.product[keep[a]] != pos.product[keep[b]])
-    a, b = a[m], b[m]
-    if len(a):
-        area = shapely.area(shapely.intersection(foot[a], foot[b]))
-        m = area > MIN_OVERLAP_M2
-        a, b = a[m], b[m]
-    return keep[a], keep[b]
+    """Row pairs (i < j) of different products whose footprints share ground (dropped rows excluded).
+
+    Products are paired first by their extents (a handful of pairs: neighbouring tiles, dates of one
+    tile); only the patches of a product that reach into the other's extent are compared.
+    """
+    rows = np.flatnonzero(codes >= 0)
+    if len(rows) == 0:
+        return rows, rows
+    bounds = shapely.bounds(pos.footprints)
+    order = rows[np.argsort(pos.product[rows], kind="stable")]
+    starts = np.flatnonzero(np.r_[True, np.diff(pos.product[order]) != 0])
+    groups = np.split(order, starts[1:])
+    extents = np.array(
+        [[b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()] for b in (bounds[g] for g in groups)]
+    )
+    boxes = shapely.box(extents[:, 0], extents[:, 1], extents[:, 2], extents[:, 3])
+    pa_, pb_ = shapely.STRtree(boxes).query(boxes)
+    out_i, out_j = [], []
+    for ga, gb in zip(pa_[pa_ < pb_], pb_[pa_ < pb_], strict=True):
+        ia = _inside(groups[ga], bounds, extents[gb])
+        ib = _inside(groups[gb], bounds, extents[ga])
+        if len(ia) == 0 or len(ib) == 0:
+            continue
+        i, j = _overlaps(pos, ia, ib)
+        out_i.append(i)
+        out_j.append(j)
+    if not out_i:
+        return rows[:0], rows[:0]
+    i, j = np.concatenate(out_i), np.concatenate(out_j)
+    return np.minimum(i, j), np.maximum(i, j)
+
+
+def _overlaps(pos: Positions, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping (a, b) among two products' patches: box arithmetic in their shared CRS when they
+    have one (exact, and no polygon clipping), else polygon intersection in the equal-area frame."""
+    za, zb = pos.zone[ia[0]], pos.zone[ib[0]]
+    shared = pos.local_bounds is not None and za >= 0 and za == zb
+    if shared and (pos.zone[ia] == za).all() and (pos.zone[ib] == za).all():
+        la, lb = pos.local_bounds[ia], pos.local_bounds[ib]
+        a, b = shapely.STRtree(shapely.box(*lb.T)).query(shapely.box(*la.T))
+        w = np.minimum(la[a, 2], lb[b, 2]) - np.maximum(la[a, 0], lb[b, 0])
+        h = np.minimum(la[a, 3], lb[b, 3]) - np.maximum(la[a, 1], lb[b, 1])
+        area = np.where((w > 0) & (h > 0), w * h, 0.0)
+    else:
+        a, b = shapely.STRtree(pos.footprints[ib]).query(pos.footprints[ia])
+        area = shapely.area(shapely.intersection(pos.footprints[ia[a]], pos.footprints[ib[b]]))
+    m = area > MIN_OVERLAP_M2
+    return ia[a[m]], ib[b[m]]
+
+
+def _inside(group: np.ndarray, bounds: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    b = bounds[group]
+    m = (b[:, 2] > extent[0]) & (b[:, 0] < extent[2]) & (b[:, 3] > extent[1]) & (b[:, 1] < extent[3])
+    return group[m]
 
 
 def leakage_report(

@@ -40,6 +40,7 @@ class Positions:
     footprints: np.ndarray  # shapely polygons in the (ex, ey) frame
     product: np.ndarray  # int code of the product (patch prefix) of each row
     georeferenced: bool
+    local_bounds: np.ndarray | None = None  # (N, 4) footprint in the zone's own frame, where zone >= 0
 
     def exact_distance(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Centroid distance of row pairs (i, j): in the shared CRS when both have one, else geodesic."""
@@ -115,7 +116,8 @@ def _from_bounds(table: pa.Table, product: np.ndarray, crs: str) -> Positions:
         ex[m], ey[m] = t.transform(cx[m], cy[m])
         fx[m], fy[m] = t.transform(corners_x[m], corners_y[m])
     foot = shapely.polygons(np.stack([fx, fy], axis=2))
-    return Positions(ex, ey, _crs_name(ea), epsg, cx, cy, lon, lat, foot, product, True)
+    local = np.stack([left, bottom, right, top], axis=1)
+    return Positions(ex, ey, _crs_name(ea), epsg, cx, cy, lon, lat, foot, product, True, local)
 
 
 def _from_lonlat(table: pa.Table, product: np.ndarray, crs: str, patch_size) -> Positions:
@@ -153,7 +155,8 @@ def _tile_local(names: PatchNames, product: np.ndarray, patch_size) -> Positions
     ey = ly.copy()
     h = p / 2.0
     foot = shapely.box(ex - h, ey - h, ex + h, ey + h)
-    return Positions(ex, ey, "tile-local", tile_index, lx, ly, None, None, foot, product, False)
+    local = np.stack([lx - h, ly - h, lx + h, ly + h], axis=1)
+    return Positions(ex, ey, "tile-local", tile_index, lx, ly, None, None, foot, product, False, local)
 
 
 def _crs_name(crs: CRS) -> str:
