@@ -463,6 +463,7 @@ def make_noise(
     flips = _flip_log(table.column("patch_id"), clean_all, noisy_all, classes)
     report = _report(options, name, source, table, target_rows, result, classes, active, flips, maps_written)
     report["seconds"] = round(time.perf_counter() - t0, 3)
+    report["outputs"] = {k: str(p) for k, p in paths.items() if k != "maps" or maps_written}
     ds.write_parquet(out, paths["labels"])
     ds.write_parquet(flips, paths["flips"])
     write_json_atomic(paths["report"], report)

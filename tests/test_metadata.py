@@ -207,3 +207,23 @@ def test_incomplete_work_stores_fail_clearly(reference_work, tmp_path):
     (work / store.name / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WorkStoreError, match="rsprep reference"):
         build_metadata(work, tmp_path / "ds2", MetadataOptions(keep_unpaired=True))
+
+
+def test_cli_metadata_split_noise(reference_work, tmp_path):
+    from typer.testing import CliRunner
+
+    from rsprep.cli.main import app
+
+    runner = CliRunner()
+    ds = tmp_path / "ds"
+    r = runner.invoke(app, ["metadata", "--work", str(reference_work), "--out", str(ds)])
+    assert r.exit_code == 0, r.output
+    assert "seasonal snow flags" in r.output and "countries: none" in r.output
+    r = runner.invoke(app, ["metadata", "--work", str(reference_work), "--out", str(ds)])
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = runner.invoke(app, ["split", str(ds), "--method", "random", "--seed", "2"])
+    assert r.exit_code == 0 and "split method: random" in r.output and (ds / "split_report.txt").is_file()
+    r = runner.invoke(app, ["noise", str(ds), "--mode", "subtractive", "--rate", "0.5"])
+    assert r.exit_code == 0 and (ds / "noise" / "subtractive_0.5_seed0.json").is_file()
+    r = runner.invoke(app, ["noise", str(ds), "--mode", "subtractive", "--rate", "2"])
+    assert r.exit_code == 1 and "--rate must lie in [0, 1]" in r.output

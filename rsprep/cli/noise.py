@@ -105,4 +105,4 @@ def noise(
     capped = [c["name"] for c in report["classes"] if c["cap_hit"]]
     if capped:
         typer.echo(f"cap of {cap:.0%} reached for: {', '.join(capped)}")
-    typer.echo(f"report: {out_dir if out_dir else Path(report['input']['path']).parent}")
+    typer.echo(f"files: {', '.join(report['outputs'].values())}")
