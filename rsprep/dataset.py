@@ -48,28 +48,40 @@ class DatasetError(RsprepError, ValueError):
     """A dataset folder or table is missing, incomplete or not in the expected schema."""
 
 
-def write_parquet(table: pa.Table, path: Path, *, store_schema: bool = True) -> None:
-    """Write ``table`` (ZSTD) through a temporary sibling and a rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
+def write_tables(files: dict[Path, tuple[pa.Table, bool]]) -> list[Path]:
+    """Write several parquet files (ZSTD) all or nothing: each under a temporary name first, then all
+    renamed, so a failure (disk full, interruption) leaves the previous files untouched.
+
+    ``files`` maps a path to (table, official): official metadata tables are conformed to the
+    official schema and written without a stored Arrow schema, as the reBEN files are.
+    """
+    temps: list[tuple[Path, Path]] = []
     try:
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            row_group_size=ROW_GROUP_SIZE,
-            store_schema=store_schema,
-            write_statistics=True,
-        )
-        os.replace(tmp, path)
+        for dest, (table, official) in files.items():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if official:
+                table = conform_metadata(table, dest)
+            tmp = temp_sibling(dest)
+            temps.append((tmp, dest))
+            pq.write_table(
+                table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, store_schema=not official
+            )
+        for tmp, dest in temps:
+            os.replace(tmp, dest)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+    return [dest for _, dest in temps]
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write one table through a temporary sibling and a rename: never a half-written file."""
+    write_tables({path: (table, False)})
 
 
 def write_metadata(table: pa.Table, path: Path) -> None:
     """Write a metadata table in the official schema (cast, sorted by patch_id, no Arrow schema stored)."""
-    table = conform_metadata(table, path)
-    write_parquet(table, path, store_schema=False)
+    write_tables({path: (table, True)})
 
 
 def conform_metadata(table: pa.Table, source: Path | str) -> pa.Table:
@@ -124,10 +136,6 @@ def record_build(dataset: Path, stage: str, record: dict[str, Any]) -> None:
     doc["rsprep_version"] = __version__
     doc.setdefault("stages", {})[stage] = {"rsprep_version": __version__, **record}
     write_json_atomic(dataset / BUILD, doc)
-
-
-def is_dataset(path: Path) -> bool:
-    return path.is_dir() and (path / METADATA).is_file()
 
 
 def dataset_tables(dataset: Path) -> list[Path]:

@@ -11,7 +11,6 @@ tile CRS when both patches share one, else on the WGS84 ellipsoid.
 
 from __future__ import annotations
 
-import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -180,7 +179,3 @@ def write_report(report: dict[str, Any], method: str, json_path: Path) -> Path:
     tmp.write_text(summary(report, method))
     tmp.replace(txt)
     return txt
-
-
-def load_report(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

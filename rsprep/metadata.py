@@ -10,7 +10,6 @@ flags from its SCL fractions. Patches with neither flag go to ``metadata.parquet
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.leakage import write_report
 from rsprep.split import SplitOptions, code_names
 from rsprep.splitting import REPORT, split_table
-from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files, temp_sibling
+from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
 
 STAGE = "metadata"
 _PATCH_COLUMNS = (
@@ -252,7 +251,7 @@ def build_metadata(
         warnings.append(f"no patch matched a v1 patch of {options.v1} (same tile, day and corner)")
     snow, cloud = _flags(table, options)
     geometry, lon, lat = _geometry(table)
-
+    table = table.append_column("centroid_lon", pa.array(lon)).append_column("centroid_lat", pa.array(lat))
     outcome = split_table(table, options.split, f"{work}")
     split = code_names(outcome.codes)
     metadata = pa.table(
@@ -268,16 +267,15 @@ def build_metadata(
         }
     )
     flagged = snow | cloud
-    side = _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow, cloud)
+    side = _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = _write_all(
-        out,
+    written = ds.write_tables(
         {
-            ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
-            ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
-            ds.SIDECAR: (side, False),
-        },
+            out / ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
+            out / ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
+            out / ds.SIDECAR: (side, False),
+        }
     )
     report = out / REPORT
     write_report(outcome.report, options.split.method, report)
@@ -337,7 +335,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
+def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
     """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (DESIGN §7.2)."""
     import geopandas as gpd
 
@@ -354,8 +352,8 @@ def _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow
         "top": table.column("top"),
         "tile_size_m": table.column("tile_size_m"),
         "patch_size_m": table.column("patch_size_m"),
-        "centroid_lon": pa.array(lon),
-        "centroid_lat": pa.array(lat),
+        "centroid_lon": table.column("centroid_lon"),
+        "centroid_lat": table.column("centroid_lat"),
         "sensing_time": table.column("sensing_time"),
         "season": table.column("season"),
         "processing_baseline": table.column("processing_baseline"),
@@ -384,25 +382,3 @@ def _sidecar(table, geometry, lon, lat, split, country, country_dist, s2v1, snow
     geo = pq.read_table(buf)
     cols["geometry"] = geo.column("geometry")
     return pa.table(cols).replace_schema_metadata({b"geo": geo.schema.metadata[b"geo"]})
-
-
-def _write_all(out: Path, files: dict[str, tuple[pa.Table, bool]]) -> list[Path]:
-    """Write every file under a temporary name first, then rename them all: a failure (disk full)
-    leaves the previous dataset files untouched."""
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for name, (table, official) in files.items():
-            dest = out / name
-            tmp = temp_sibling(dest)
-            if official:
-                table = ds.conform_metadata(table, dest)
-            pq.write_table(
-                table, tmp, compression="zstd", row_group_size=ds.ROW_GROUP_SIZE, store_schema=not official
-            )
-            temps.append((tmp, dest))
-        for tmp, dest in temps:
-            os.replace(tmp, dest)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-    return [dest for _, dest in temps]

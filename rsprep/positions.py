@@ -100,13 +100,16 @@ def _from_bounds(table: pa.Table, product: np.ndarray, crs: str) -> Positions:
     left, bottom, right, top = (_num(table, c) for c in ("left", "bottom", "right", "top"))
     cx, cy = (left + right) / 2.0, (bottom + top) / 2.0
     n = len(epsg)
-    lon, lat = np.empty(n), np.empty(n)
     corners_x = np.stack([left, right, right, left], axis=1)
     corners_y = np.stack([bottom, bottom, top, top], axis=1)
-    for code in np.unique(epsg):
-        m = epsg == code
-        t = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
-        lon[m], lat[m] = t.transform(cx[m], cy[m])
+    if {"centroid_lon", "centroid_lat"} <= set(table.column_names):  # the sidecar has them already
+        lon, lat = _num(table, "centroid_lon"), _num(table, "centroid_lat")
+    else:
+        lon, lat = np.empty(n), np.empty(n)
+        for code in np.unique(epsg):
+            m = epsg == code
+            t = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
+            lon[m], lat[m] = t.transform(cx[m], cy[m])
     ea = equal_area_crs(lon, lat, crs)
     ex, ey = np.empty(n), np.empty(n)
     fx, fy = np.empty((n, 4)), np.empty((n, 4))

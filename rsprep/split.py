@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -243,10 +243,3 @@ def counts(codes: np.ndarray) -> dict[str, int]:
     if (codes < 0).any():
         out["dropped"] = int((codes < 0).sum())
     return out
-
-
-@dataclass
-class SplitResult:
-    codes: np.ndarray
-    method: str
-    details: dict = field(default_factory=dict)

@@ -134,7 +134,7 @@ def split_target(
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     outcome = split_table(table, options, str(target))
     updated = apply_split(table, outcome.patch_id, outcome.codes)
-    _write_like(updated, dest)
+    ds.write_tables({dest: (updated, _is_metadata(updated))})
     report = dest.with_name(f"{dest.stem}.{REPORT}")
     write_report(outcome.report, options.method, report)
     return outcome, [dest], report
@@ -142,14 +142,6 @@ def split_target(
 
 def _is_metadata(table: pa.Table) -> bool:
     return set(table.column_names) - {"__index_level_0__"} == set(ds.METADATA_SCHEMA.names)
-
-
-def _write_like(table: pa.Table, dest: Path) -> None:
-    """Official metadata tables keep the official schema; anything else keeps its own columns."""
-    if _is_metadata(table):
-        ds.write_metadata(table, dest)
-    else:
-        ds.write_parquet(table, dest)
 
 
 def _split_dataset(dataset: Path, options: SplitOptions) -> tuple[SplitOutcome, list[Path], Path]:
@@ -170,8 +162,9 @@ def _split_dataset(dataset: Path, options: SplitOptions) -> tuple[SplitOutcome, 
         basis = pa.concat_tables([tables[p].select(["patch_id"]) for p in files])
         source = f"{dataset} metadata tables"
     outcome = split_table(basis, options, source)
-    for p, t in tables.items():
-        _write_like(apply_split(t, outcome.patch_id, outcome.codes), p)
+    ds.write_tables(
+        {p: (apply_split(t, outcome.patch_id, outcome.codes), _is_metadata(t)) for p, t in tables.items()}
+    )
     report = dataset / REPORT
     write_report(outcome.report, options.method, report)
     ds.record_build(

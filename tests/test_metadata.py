@@ -227,3 +227,36 @@ def test_cli_metadata_split_noise(reference_work, tmp_path):
     assert r.exit_code == 0 and (ds / "noise" / "subtractive_0.5_seed0.json").is_file()
     r = runner.invoke(app, ["noise", str(ds), "--mode", "subtractive", "--rate", "2"])
     assert r.exit_code == 1 and "--rate must lie in [0, 1]" in r.output
+
+
+def test_a_failed_write_leaves_the_previous_dataset_intact(dataset, reference_work, tmp_path, monkeypatch):
+    from rsprep import dataset as ds_module
+
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    calls = []
+    real = pq.write_table
+
+    def full_disk(table, where, **kw):
+        calls.append(where)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(where))
+        real(table, where, **kw)
+
+    monkeypatch.setattr(ds_module.pq, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        build_metadata(reference_work, copy, MetadataOptions(snow_threshold=1.0), overwrite=True)
+    after = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    assert after == before  # nothing renamed, no temporary file left behind
+
+
+def test_corrupt_tables_are_named(tmp_path):
+    from rsprep.dataset import DatasetError
+    from rsprep.split import SplitOptions
+    from rsprep.splitting import split_target
+
+    bad = tmp_path / "metadata.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(DatasetError, match=r"metadata.parquet is not a readable parquet file"):
+        split_target(bad, SplitOptions())

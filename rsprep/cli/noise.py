@@ -60,7 +60,7 @@ def noise(
         str | None,
         typer.Option(
             "--classes",
-            help="Comma-free list separated by ';' of classes to corrupt (default: all).",
+            help="Classes to corrupt, separated by ';' (class names contain commas); default: all.",
             show_default=False,
         ),
     ] = None,
