@@ -190,7 +190,8 @@ def random_split(patch_ids: Sequence[str], seed: int, fractions: Sequence[float]
     """Patches ranked by a seeded hash of their name; the first ⌊f·N⌉ go to train, and so on."""
     n = len(patch_ids)
     keys = seeded_keys(seed, patch_ids)
-    order = np.lexsort((np.asarray(patch_ids, dtype=object).astype(str), keys))
+    by_name = pc.sort_indices(pa.array(patch_ids, pa.string())).to_numpy()  # ties (never seen) by name
+    order = by_name[np.argsort(keys[by_name], kind="stable")]
     bounds = np.rint(np.cumsum(fractions)[:2] * n).astype(np.int64)
     codes = np.empty(n, dtype=np.int8)
     codes[order] = np.searchsorted(bounds, np.arange(n), side="right").astype(np.int8)
