@@ -4,8 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO   ?= demo
+# TorchGeo and ConfigILM live in their own environment (they need torch 2.14.1 + torchvision 0.29.1,
+# which lie on disk here; pinning them avoids gigabytes of downloads; ConfigILM needs NumPy 1.x).
+INTEROP       := .venv-interop
+INTEROP_STAMP := $(INTEROP)/.installed
+INTEROP_PKGS  := torch==2.14.1 torchvision==0.29.1 torchgeo==0.8.1 configilm==0.7.1 lmdb safetensors "pyarrow<20"
 
-.PHONY: all demo test test-fast lint bench clean
+.PHONY: all demo test test-fast lint bench clean interop-venv
 
 all: test
 
@@ -28,10 +33,20 @@ demo: $(STAMP)
 		--countries $(DEMO)/archive/countries/countries.gpkg --overwrite
 	$(BIN)/rsprep split $(DEMO)/dataset --method tile-border
 	$(BIN)/rsprep noise $(DEMO)/dataset --mode mixed --sub-rate 0.2 --add-rate 0.1 --overwrite
+	$(BIN)/rsprep convert lmdb $(DEMO)/dataset --overwrite
+	$(BIN)/rsprep convert zarr $(DEMO)/dataset --stack --overwrite
+	$(BIN)/rsprep convert tiff $(DEMO)/dataset --overwrite
 
-test: $(STAMP)
+$(INTEROP_STAMP):
+	$(PYTHON) -m venv $(INTEROP)
+	$(INTEROP)/bin/python -m pip install --quiet $(INTEROP_PKGS)
+	@touch $@
+
+interop-venv: $(INTEROP_STAMP)
+
+test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/ruff check rsprep tests bench
-	$(BIN)/python -m pytest
+	RSPREP_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python RSPREP_REQUIRE_INTEROP=1 $(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x -q
@@ -48,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_dataset.py --write docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(INTEROP) $(DEMO) .pytest_cache .ruff_cache .hypothesis

@@ -76,7 +76,7 @@ class TileGrid:
         return patch_bounds(self.ulx, self.uly, x, y, self.patch_size)
 
     def transform(self, x: int, y: int, resolution: int) -> tuple[float, float, float, float, float, float]:
-        """GDAL-order affine coefficients of patch (x, y) at ``resolution``."""
+        """Coefficients (a, b, c, d, e, f of ``affine.Affine``) of patch (x, y) at ``resolution``."""
         left, _, _, top = self.bounds(x, y)
         return (float(resolution), 0.0, left, 0.0, -float(resolution), top)
 

@@ -123,6 +123,7 @@ def quiet() -> bool:
 
 def _register() -> None:
     # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
+    from rsprep.cli import convert as convert_cmd
     from rsprep.cli import inspect as inspect_cmd
     from rsprep.cli import metadata as metadata_cmd
     from rsprep.cli import noise as noise_cmd
@@ -142,6 +143,7 @@ def _register() -> None:
     app.command("metadata")(metadata_cmd.metadata)
     app.command("split")(split_cmd.split)
     app.command("noise")(noise_cmd.noise)
+    app.command("convert")(convert_cmd.convert)
 
 
 _register()

@@ -1,0 +1,45 @@
+"""`rsprep convert` as a library call: open the source, pick the default output, run the writer and
+record the conversion in the dataset's ``build.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from rsprep import dataset as ds
+from rsprep.convert import FORMATS, ConvertOptions, ConvertResult
+from rsprep.errors import InvalidParameterError
+from rsprep.sources import open_source
+
+
+def default_output(fmt: str, root: Path) -> Path:
+    """Where a format goes inside a dataset folder (DESIGN §7): lmdb/, zarr/dataset.zarr, the layout."""
+    from rsprep.zarr_writer import STORE_NAME
+
+    return {"lmdb": root / "lmdb", "zarr": root / "zarr" / STORE_NAME, "tiff": root}[fmt]
+
+
+def convert(
+    fmt: str, src: str | Path, out: str | Path | None, options: ConvertOptions, say=print
+) -> ConvertResult:
+    """Convert ``src`` (dataset folder or official reBEN folder) to ``fmt`` at ``out`` (or the default)."""
+    if fmt not in FORMATS:
+        raise InvalidParameterError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if options.workers < 1:
+        raise InvalidParameterError(f"--workers must be at least 1, not {options.workers}")
+    source = open_source(src)
+    for note in source.notes:
+        say(note)
+    dest = Path(out) if out is not None else default_output(fmt, source.root)
+    if fmt == "lmdb":
+        from rsprep.lmdb_writer import write_lmdb as write
+    elif fmt == "zarr":
+        from rsprep.zarr_writer import write_zarr as write
+    else:
+        from rsprep.tiff_writer import write_tiff as write
+    result = write(source, dest, options, say)
+    if source.spec.kind == "dataset":
+        record = {k: v for k, v in asdict(result).items() if k != "format"}
+        record["path"] = str(Path(result.path).resolve())
+        ds.record_build(source.root, f"convert_{fmt}", record)
+    return result

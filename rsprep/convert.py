@@ -1,0 +1,185 @@
+"""`rsprep convert lmdb|zarr|tiff`: the shared machinery of the three writers.
+
+Every output is built in a hidden sibling (``.<name>.partial``) that holds a state file naming the
+plan (format, source, options and the task list, as one digest) and a progress log of finished tasks.
+An interrupted run leaves both behind; the next run with the same plan resumes after the last task it
+logged, a run with another plan starts over. Only a complete build is moved into place, so an existing
+output is replaced (``--overwrite``) only by a finished one.
+
+Tasks are read in worker processes (spawned, like the per-tile stages) and handed back in task order,
+at most ``2 * workers`` ahead of the writer, so memory stays bounded whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsprep import __version__
+from rsprep.errors import OutputExistsError, RsprepError
+from rsprep.workstore import digest, write_json_atomic
+
+FORMATS = ("lmdb", "zarr", "tiff")
+STATE = "rsprep-convert.json"
+PROGRESS = "rsprep-progress.log"
+
+
+class ConvertError(RsprepError, RuntimeError):
+    """Writing a converted output failed (disk full, unreadable input …); progress so far is kept."""
+
+
+@dataclass
+class ConvertOptions:
+    workers: int = 1
+    overwrite: bool = False
+    quiet: bool = False
+    chunk: int = 0  # values per task; 0 = a default per format and source
+    stack: bool = False  # zarr: also write s2_stacked
+    stack_method: str = "bilinear"
+    shard_patches: int = 1024  # zarr: patches per shard
+    class_order: str = "alphabetical"  # zarr: column order of the multi-hot labels
+    compressor: str = "lz4"  # zarr image arrays: lz4 or zstd (Blosc, byte shuffle) or none
+
+
+@dataclass
+class ConvertResult:
+    format: str
+    path: str
+    values: dict[str, int]
+    tasks: int
+    resumed_tasks: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PartialBuild:
+    """A resumable build of ``dest`` in ``.<dest name>.partial`` beside it."""
+
+    dest: Path
+    plan: dict[str, Any]
+    done: set[int] = field(default_factory=set)
+    resumed: bool = False
+    resumed_tasks: int = 0  # tasks an earlier, interrupted run had finished
+
+    @property
+    def path(self) -> Path:
+        return self.dest.with_name(f".{self.dest.name}.partial")
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / STATE
+
+    def start(self, *, exists: bool, overwrite: bool, say: Callable[[str], None], what: str = "") -> None:
+        """Refuse a finished output without ``overwrite``; resume a matching interrupted build."""
+        if exists and not overwrite:
+            raise OutputExistsError(f"{what or self.dest} exists; pass --overwrite to rebuild it")
+        plan_digest = digest(self.plan)
+        if self.path.is_dir():
+            state = _read_json(self.state_path)
+            if state.get("plan_digest") == plan_digest:
+                self.done = _read_progress(self.path / PROGRESS)
+                self.resumed = True
+                self.resumed_tasks = len(self.done)
+                say(f"resuming the interrupted build in {self.path}: {len(self.done)} task(s) already done")
+                return
+            say(f"discarding {self.path}: an interrupted build of other inputs or options")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        write_json_atomic(
+            self.state_path, {"plan_digest": plan_digest, "plan": self.plan, "rsprep_version": __version__}
+        )
+
+    def log(self, task: int) -> None:
+        with open(self.path / PROGRESS, "a") as f:
+            f.write(f"{task}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done.add(task)
+
+    def cleanup(self) -> None:
+        """Remove the bookkeeping files before the build is moved into place."""
+        self.state_path.unlink(missing_ok=True)
+        (self.path / PROGRESS).unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _read_progress(path: Path) -> set[int]:
+    if not path.is_file():
+        return set()
+    done = set()
+    for line in path.read_text().splitlines():
+        if line.strip().isdigit():  # a line cut short by an interruption is ignored
+            done.add(int(line))
+    return done
+
+
+def chunks(items: Sequence[Any], size: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of at most ``size`` items covering ``items``."""
+    return [(i, min(i + size, len(items))) for i in range(0, len(items), max(1, size))]
+
+
+def run_ordered(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[tuple[int, Any]],
+    *,
+    workers: int,
+    on_result: Callable[[int, Any], None],
+) -> None:
+    """Call ``fn(payload)`` for each ``(task id, payload)`` and hand results to ``on_result`` in order.
+
+    With ``workers > 1`` the calls run in spawned processes, at most ``2 * workers`` ahead of the
+    consumer. The first failure cancels what is queued and is raised.
+    """
+    tasks = iter(tasks)
+    if workers <= 1:
+        for tid, payload in tasks:
+            on_result(tid, fn(payload))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending: deque = deque()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        for tid, payload in tasks:
+            pending.append((tid, pool.submit(fn, payload)))
+            if len(pending) >= 2 * workers:
+                tid0, fut = pending.popleft()
+                on_result(tid0, fut.result())
+        while pending:
+            tid0, fut = pending.popleft()
+            on_result(tid0, fut.result())
+    except BrokenProcessPool as exc:
+        raise ConvertError(
+            f"a worker process died ({exc}); the finished tasks are kept: run the same command again "
+            "to resume, with fewer --workers if memory ran out"
+        ) from exc
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def progress_bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="value", disable=quiet, dynamic_ncols=True, leave=False)
+
+
+def options_record(options: ConvertOptions, keys: Sequence[str]) -> dict[str, Any]:
+    d = asdict(options)
+    return {k: d[k] for k in keys}

@@ -1,0 +1,321 @@
+"""The Zarr v3 store (DESIGN §7.4): ``dataset.zarr``, one row per patch in patch_id order.
+
+```
+s2/<band>        (N, h, w) uint16 at native resolution (h = 120, 60, 20), nodata 0
+s1/VV, s1/VH     (N, 120, 120) float32 dB, NaN where a patch has no S1 partner
+reference_map    (N, 120, 120) uint16 CLC codes
+labels           (N, 19) uint8 multi-hot, class order in the attributes
+patch_id, s1_name, s2v1_name, split, country   (N,) strings ("" for null)
+contains_seasonal_snow, contains_cloud_or_shadow (N,) bool
+s2_stacked       (N, 12, 120, 120) uint16 resampled to 10 m (only with --stack)
+```
+
+Image arrays have one chunk per patch inside shards of ``--shard-patches`` patches, so a full reBEN
+store is a few thousand files; every array has dimension names (``patch``, ``y_10m`` …) so xarray
+aligns them, and the metadata is consolidated at the end. Each task writes whole shards, so workers
+never touch the same file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from rsprep import __version__
+from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.convert import (
+    ConvertOptions,
+    ConvertResult,
+    PartialBuild,
+    chunks,
+    options_record,
+    progress_bar,
+    run_ordered,
+)
+from rsprep.errors import InvalidParameterError
+from rsprep.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
+from rsprep.nomenclature import BEN19
+from rsprep.sources import Item, Source, SourceError, SourceSpec, read_items
+from rsprep.stack import RESAMPLING
+from rsprep.workstore import compressors, consolidate, digest, replace_path
+
+STORE_NAME = "dataset.zarr"
+FORMAT = "rsprep-reben-zarr"
+VERSION = 1
+STRING_COLUMNS = ("patch_id", "s1_name", "s2v1_name", "split", "country")
+BOOL_COLUMNS = ("contains_seasonal_snow", "contains_cloud_or_shadow")
+
+
+def _dims(pixels: int, patch_size: int) -> tuple[str, str, str]:
+    res = patch_size // pixels
+    return ("patch", f"y_{res}m", f"x_{res}m")
+
+
+def _rows(source: Source) -> tuple[list[Item], list[Item | None], list[Item]]:
+    """The S2, S1 (None when unpaired) and map item of every metadata row."""
+    table = source.table
+    s2 = {it.key: it for it in source.items["s2"]}
+    s1 = {it.key: it for it in source.items["s1"]}
+    maps = {it.key: it for it in source.items["map"]}
+    ids = table.column("patch_id").to_pylist()
+    s1_names = table.column("s1_name").to_pylist()
+    missing = [p for p in ids if p not in s2 or map_key(p) not in maps]
+    missing_s1 = [n for n in s1_names if n is not None and n not in s1]
+    if missing or missing_s1:
+        example = (missing or missing_s1)[:3]
+        raise SourceError(
+            f"{source.root}: {len(missing)} metadata patch(es) lack S2 bands or a reference map and "
+            f"{len(missing_s1)} lack their S1 patch (e.g. {example}); Zarr holds complete patches only"
+        )
+    return [s2[p] for p in ids], [s1[n] if n else None for n in s1_names], [maps[map_key(p)] for p in ids]
+
+
+def multi_hot(labels: pa.ChunkedArray | pa.Array, classes: tuple[str, ...], source: str) -> np.ndarray:
+    """(N, len(classes)) uint8 multi-hot of a ``list<string>`` column."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.zeros((len(labels), len(classes)), dtype=np.uint8)
+    for r, names in enumerate(labels.to_pylist()):
+        for name in names or ():
+            j = index.get(name)
+            if j is None:
+                raise InvalidParameterError(f"{source}: row {r} has label {name!r}, not a BEN-19 class")
+            out[r, j] = 1
+    return out
+
+
+COMPRESSORS = ("lz4", "zstd", "none")
+
+
+def image_compressors(name: str):
+    """Blosc with byte shuffle (LZ4: fastest random reads; Zstd: ~20 % smaller), or none."""
+    from zarr.codecs import BloscCodec
+
+    if name == "none":
+        return None
+    return [BloscCodec(cname=name, clevel=5 if name == "lz4" else 3, shuffle="shuffle")]
+
+
+def _create(path: Path, source: Source, n: int, options: ConvertOptions, shard: int, classes) -> None:
+    import zarr
+
+    p = source.patch_size
+    root = zarr.open_group(
+        path,
+        mode="w",
+        zarr_format=3,
+        attributes={
+            "format": FORMAT,
+            "version": VERSION,
+            "rsprep_version": __version__,
+            "description": "reBEN (BigEarthNet v2.0) patches; row i of every array is patch_id[i]",
+            "patches": n,
+            "patch_size_m": p,
+            "bands": list(SPECTRAL_BANDS),
+            "band_resolutions_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+            "s1_bands": list(GROUP_BANDS["s1"]),
+            "classes": list(classes),
+            "class_order": options.class_order,
+            "nomenclature": "BEN-19",
+            "compressor": options.compressor,
+            "source": source.describe(),
+        },
+    )
+
+    def image(group, name, pixels, dtype, fill, attrs, extra_dims=()):
+        shape = (n, *extra_dims, pixels, pixels)
+        dims = _dims(pixels, p)
+        group.create_array(
+            name,
+            shape=shape,
+            chunks=(1, *extra_dims, pixels, pixels),
+            shards=(shard, *extra_dims, pixels, pixels),
+            dtype=dtype,
+            fill_value=fill,
+            compressors=image_compressors(options.compressor),
+            dimension_names=(dims[0], *(["band"] if extra_dims else []), *dims[1:]),
+            attributes=attrs,
+        )
+
+    s2 = root.create_group("s2", attributes={"description": "Sentinel-2 L2A bands at native resolution"})
+    for b in SPECTRAL_BANDS:
+        res = BANDS_BY_NAME[b].resolution
+        attrs = {"band": b, "resolution_m": res, "units": "DN", "nodata": 0}
+        image(s2, b, native_pixels(b, p), "uint16", 0, attrs)
+    s1 = root.create_group("s1", attributes={"description": "Sentinel-1 GRD backscatter on the S2 10 m grid"})
+    for b in GROUP_BANDS["s1"]:
+        image(
+            s1, b, p // 10, "float32", np.nan, {"band": b, "resolution_m": 10, "units": "dB", "nodata": "NaN"}
+        )
+    image(root, "reference_map", p // 10, "uint16", 0, {"resolution_m": 10, "units": "CLC code", "nodata": 0})
+    if options.stack:
+        image(
+            root,
+            "s2_stacked",
+            p // 10,
+            "uint16",
+            0,
+            {
+                "bands": list(SPECTRAL_BANDS),
+                "resolution_m": 10,
+                "resampling": options.stack_method,
+                "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
+                "nodata neighbours get no weight",
+                "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+                "nodata": 0,
+            },
+            extra_dims=(len(SPECTRAL_BANDS),),
+        )
+    table = source.table
+    rows = max(1, min(n, 65536))
+    labels = root.create_array(
+        "labels",
+        shape=(n, len(classes)),
+        chunks=(rows, len(classes)),
+        dtype="uint8",
+        fill_value=0,
+        compressors=compressors(),
+        dimension_names=("patch", "class"),
+        attributes={"classes": list(classes), "class_order": options.class_order, "encoding": "multi-hot"},
+    )
+    labels[:] = multi_hot(table.column("labels"), classes, str(source.root))
+    for name in STRING_COLUMNS:
+        arr = root.create_array(
+            name, shape=(n,), chunks=(rows,), dtype=str, fill_value="", dimension_names=("patch",)
+        )
+        values = table.column(name).to_pylist() if name in table.column_names else [None] * n
+        arr[:] = np.array(["" if v is None else v for v in values], dtype=object)
+    for name in BOOL_COLUMNS:
+        arr = root.create_array(
+            name, shape=(n,), chunks=(rows,), dtype=bool, fill_value=False, dimension_names=("patch",)
+        )
+        arr[:] = table.column(name).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def write_shard(payload) -> int:
+    """Read one shard's patches and write every image array's shard (runs in a worker)."""
+    import zarr
+
+    from rsprep import kernels
+
+    spec, path, a, b, s2_items, s1_items, map_items, stack, method = payload
+    root = zarr.open_group(path, mode="r+")
+    s2 = read_items(spec, "s2", s2_items)
+    blocks = {}
+    for band in SPECTRAL_BANDS:
+        blocks[band] = np.stack([d[band] for d in s2])
+        root[f"s2/{band}"][a:b] = blocks[band]
+    paired = [i for i, it in enumerate(s1_items) if it is not None]
+    s1 = read_items(spec, "s1", [s1_items[i] for i in paired])
+    side = root["reference_map"].shape[1]
+    for band in GROUP_BANDS["s1"]:
+        block = np.full((b - a, side, side), np.nan, dtype=np.float32)
+        for i, d in zip(paired, s1, strict=True):
+            block[i] = d[band]
+        root[f"s1/{band}"][a:b] = block
+    maps = read_items(spec, "map", map_items)
+    root["reference_map"][a:b] = np.stack([d[MAP_BAND] for d in maps])
+    if stack:
+        out = np.empty((b - a, len(SPECTRAL_BANDS), side, side), dtype=np.uint16)
+        for j, band in enumerate(SPECTRAL_BANDS):
+            native = blocks[band]
+            factor = side // native.shape[1]
+            if factor == 1:
+                out[:, j] = native
+            elif method == "nearest":
+                out[:, j] = kernels.upsample_nearest(native, factor)
+            else:
+                out[:, j] = kernels.upsample_bilinear(native, factor, nodata=0)
+        root["s2_stacked"][a:b] = out
+    return b - a
+
+
+def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -> ConvertResult:
+    t0 = time.perf_counter()
+    if source.table is None:
+        raise SourceError(
+            f"{source.root} holds no metadata.parquet; Zarr stores labels and splits, so it needs one"
+        )
+    if options.stack and options.stack_method not in RESAMPLING:
+        raise InvalidParameterError(
+            f"--stack-method {options.stack_method!r} is not one of {', '.join(RESAMPLING)}"
+        )
+    if options.class_order not in ("paper", "alphabetical"):
+        raise InvalidParameterError(
+            f"--class-order {options.class_order!r} is not one of paper, alphabetical"
+        )
+    if options.compressor not in COMPRESSORS:
+        raise InvalidParameterError(
+            f"--compressor {options.compressor!r} is not one of {', '.join(COMPRESSORS)}"
+        )
+    if options.shard_patches < 1:
+        raise InvalidParameterError(f"--shard-patches must be at least 1, not {options.shard_patches}")
+    s2_items, s1_items, map_items = _rows(source)
+    n = len(s2_items)
+    if n == 0:
+        raise SourceError(f"{source.root}: the metadata tables hold no patches")
+    shard = min(options.shard_patches, n)
+    classes = BEN19.order("alphabetical" if options.class_order == "alphabetical" else "native")
+    tasks = chunks(s2_items, shard)
+    record = {
+        "format": "zarr",
+        "source": source.describe(),
+        "keys": digest([it.key for it in s2_items]),
+        "inputs": source.inputs,
+        "options": options_record(
+            options, ("stack", "stack_method", "shard_patches", "class_order", "compressor")
+        ),
+        "tasks": tasks,
+    }
+    build = PartialBuild(dest, record)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    build.start(exists=(dest / "zarr.json").exists(), overwrite=options.overwrite, say=say)
+    if not build.resumed or not (build.path / "zarr.json").is_file():
+        _create(build.path, source, n, options, shard, classes)
+    bar = progress_bar(n, f"zarr {dest.name}", options.quiet)
+    bar.update(sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
+
+    def done(tid: int, count: int) -> None:
+        build.log(tid)
+        bar.update(count)
+
+    payloads = (
+        (
+            tid,
+            (
+                source.spec,
+                str(build.path),
+                a,
+                b,
+                s2_items[a:b],
+                s1_items[a:b],
+                map_items[a:b],
+                options.stack,
+                options.stack_method,
+            ),
+        )
+        for tid, (a, b) in enumerate(tasks)
+        if tid not in build.done
+    )
+    try:
+        run_ordered(write_shard, payloads, workers=options.workers, on_result=done)
+    finally:
+        bar.close()
+    build.cleanup()
+    consolidate(build.path)
+    replace_path(build.path, dest)
+    files = sum(1 for p in dest.rglob("*") if p.is_file())
+    return ConvertResult(
+        "zarr",
+        str(dest),
+        {"patches": n, "s1": sum(it is not None for it in s1_items)},
+        len(tasks),
+        build.resumed_tasks,
+        time.perf_counter() - t0,
+        {"files": files, "shard_patches": shard, "stack": options.stack},
+    )
+
+
+__all__ = ["STORE_NAME", "SourceSpec", "multi_hot", "write_shard", "write_zarr"]

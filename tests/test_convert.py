@@ -1,0 +1,400 @@
+"""`rsprep convert`: LMDB (byte-identical to rico-hdl), Zarr v3, the official GeoTIFF layout, readers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import zarr
+
+from rsprep import dataset as ds
+from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.conversion import convert
+from rsprep.convert import PROGRESS, ConvertOptions
+from rsprep.errors import OutputExistsError
+from rsprep.layout import band_files, map_key
+from rsprep.nomenclature import BEN19
+from rsprep.readers import LmdbReader, ReaderError, TiffReader, ZarrReader, iter_patches
+from rsprep.sources import SourceError, open_source
+from rsprep.workstore import find_stores
+
+QUIET = ConvertOptions(quiet=True)
+
+
+def opts(**kw) -> ConvertOptions:
+    return ConvertOptions(quiet=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def official(shared_data) -> Path:
+    return shared_data("reben-v2-patches")
+
+
+@pytest.fixture
+def ds_copy(dataset, tmp_path) -> Path:
+    """A private copy of the demo dataset folder (its build.json still names the work store)."""
+    out = tmp_path / "ds"
+    shutil.copytree(
+        dataset, out, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def converted(dataset, tmp_path_factory):
+    """LMDB, Zarr (--stack) and GeoTIFF layout of the demo dataset, built once with two workers."""
+    root = tmp_path_factory.mktemp("converted")
+    src = root / "ds"
+    shutil.copytree(dataset, src)
+    convert("lmdb", src, None, opts(workers=2))
+    convert("zarr", src, None, opts(workers=2, stack=True, shard_patches=8))
+    convert("tiff", src, None, opts(workers=2))
+    return src
+
+
+def _table(root: Path):
+    return open_source(root).table
+
+
+def _mdb(path: Path) -> bytes:
+    return (path / "data.mdb").read_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# LMDB
+# --------------------------------------------------------------------------------------------
+def test_lmdb_values_byte_identical_to_rico_hdl(official, shared_data, tmp_path):
+    result = convert("lmdb", official, tmp_path / "lmdb", QUIET)
+    expected = lmdb.open(str(shared_data("reben-v2-lmdb-expected")), readonly=True, lock=False)
+    got = lmdb.open(str(tmp_path / "lmdb"), readonly=True, lock=False)
+    with expected.begin() as a, got.begin() as b:
+        pairs = list(a.cursor())
+        assert len(pairs) == 2
+        for key, value in pairs:
+            assert b.get(key) == value, key
+        keys = [bytes(k).decode() for k in b.cursor().iternext(values=False)]
+    # every patch folder of the sample is a key: 3 S1, 2 S2, 1 reference map
+    assert keys == sorted(keys) and len(keys) == 6
+    assert result.values == {"s1": 3, "s2": 2, "map": 1}
+    assert keys[3].endswith("_26_57_reference_map")
+    # the map size comes from the data (a few MiB here, never a fixed huge reservation)
+    assert result.extra["used_bytes"] <= result.extra["map_size"] <= result.extra["used_bytes"] + (1 << 20)
+    assert sorted(p.name for p in (tmp_path / "lmdb").iterdir()) == ["data.mdb"]
+
+
+def test_lmdb_values_are_the_geotiff_pixels(official, tmp_path):
+    convert("lmdb", official, tmp_path / "lmdb", QUIET)
+    reader = LmdbReader(tmp_path / "lmdb")
+    pid = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
+    values = reader.get(pid)
+    assert sorted(values) == sorted(SPECTRAL_BANDS)
+    for name, rel in band_files("s2", pid).items():
+        with rasterio.open(official / rel) as src:
+            pixels = src.read(1)
+        assert (
+            values[name].dtype == np.uint16
+            and values[name].shape == (1200 // BANDS_BY_NAME[name].resolution,) * 2
+        )
+        np.testing.assert_array_equal(values[name], pixels)
+    s1 = reader.get("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_70_48")
+    assert set(s1) == {"VV", "VH"} and s1["VV"].dtype == np.float32 and s1["VV"].shape == (120, 120)
+    ref = reader.get(map_key("S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57"))
+    assert set(ref) == {"Data"} and ref["Data"].dtype == np.uint16
+    assert set(np.unique(ref["Data"])) == {211, 231, 311, 313}
+    with pytest.raises(ReaderError, match="not a key"):
+        reader.get("S2A_nope_1_1")
+
+
+def test_lmdb_of_dataset_matches_work_store(converted):
+    table = _table(converted)
+    reader = LmdbReader(converted / "lmdb")
+    ids = table.column("patch_id").to_pylist()
+    s1_names = [n for n in table.column("s1_name").to_pylist() if n]
+    assert reader.keys() == sorted(ids + s1_names + [map_key(p) for p in ids])
+    stores = {
+        s.name: s
+        for s in find_stores(json.loads((converted / ds.BUILD).read_text())["stages"]["metadata"]["work"])
+    }
+    pid = ids[0]
+    prefix, x, y = pid.rsplit("_", 2)
+    store = stores[prefix]
+    row = store.grid.index(int(x), int(y))
+    arrays = reader.patch(pid, table.column("s1_name")[0].as_py())
+    for b in SPECTRAL_BANDS:
+        np.testing.assert_array_equal(arrays[b], store.zarr("s2.zarr")[b][row])
+    np.testing.assert_array_equal(arrays["reference_map"], store.zarr("reference.zarr")["reference_map"][row])
+    # every metadata key of both files is in the LMDB (DESIGN §7.1)
+    flagged = pq.read_table(converted / ds.FLAGGED).column("patch_id").to_pylist()
+    assert set(flagged) <= set(reader.keys())
+
+
+def test_lmdb_deterministic_across_worker_counts(ds_copy, tmp_path):
+    convert("lmdb", ds_copy, tmp_path / "a", opts(workers=1, chunk=5))
+    convert("lmdb", ds_copy, tmp_path / "b", opts(workers=2, chunk=5))
+    assert _mdb(tmp_path / "a") == _mdb(tmp_path / "b")
+
+
+def test_lmdb_resumes_after_an_interruption(ds_copy, tmp_path, monkeypatch):
+    from rsprep import lmdb_writer
+
+    convert("lmdb", ds_copy, tmp_path / "clean", opts(chunk=4))
+    calls = {"n": 0}
+    real = lmdb_writer.encode
+
+    def failing(payload):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(payload)
+
+    monkeypatch.setattr(lmdb_writer, "encode", failing)
+    dest = tmp_path / "lmdb"
+    with pytest.raises(KeyboardInterrupt):
+        convert("lmdb", ds_copy, dest, opts(chunk=4))
+    partial = tmp_path / ".lmdb.partial"
+    assert not dest.exists() and (partial / PROGRESS).read_text().split() == ["0", "1", "2", "3", "4"]
+    monkeypatch.setattr(lmdb_writer, "encode", real)
+    result = convert("lmdb", ds_copy, dest, opts(chunk=4))
+    assert result.resumed_tasks == 5 and not partial.exists()
+    a, b = LmdbReader(tmp_path / "clean"), LmdbReader(dest)
+    keys = a.keys()
+    assert keys == b.keys()
+    assert all(a.raw(k) == b.raw(k) for k in keys)
+
+
+def test_lmdb_refuses_to_overwrite_and_replaces_only_when_done(ds_copy, tmp_path):
+    dest = tmp_path / "lmdb"
+    convert("lmdb", ds_copy, dest, QUIET)
+    before = _mdb(dest)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert("lmdb", ds_copy, dest, QUIET)
+    assert _mdb(dest) == before
+    convert("lmdb", ds_copy, dest, opts(overwrite=True))
+    assert _mdb(dest) == before
+    rec = json.loads((ds_copy / ds.BUILD).read_text())["stages"]["convert_lmdb"]
+    assert rec["path"] == str(dest.resolve()) and rec["values"]["s2"] == 31
+
+
+def test_a_plan_change_discards_the_partial_build(ds_copy, tmp_path):
+    partial = tmp_path / ".lmdb.partial"
+    partial.mkdir()
+    (partial / "rsprep-convert.json").write_text('{"plan_digest": "other"}')
+    (partial / "junk").write_text("x")
+    messages = []
+    convert("lmdb", ds_copy, tmp_path / "lmdb", QUIET, say=messages.append)
+    assert any("discarding" in m for m in messages) and not partial.exists()
+    assert len(LmdbReader(tmp_path / "lmdb")) == 93
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr
+# --------------------------------------------------------------------------------------------
+def test_zarr_layout_and_values(converted):
+    path = converted / "zarr" / "dataset.zarr"
+    meta = json.loads((path / "zarr.json").read_text())
+    assert "consolidated_metadata" in meta and meta["attributes"]["classes"] == list(BEN19.alphabetical)
+    root = zarr.open_group(path, mode="r")
+    n = 31
+    for b in SPECTRAL_BANDS:
+        arr = root[f"s2/{b}"]
+        side = 1200 // BANDS_BY_NAME[b].resolution
+        assert arr.shape == (n, side, side) and arr.dtype == np.uint16
+        assert arr.chunks == (1, side, side) and arr.shards == (8, side, side)
+        assert arr.metadata.dimension_names == ("patch", f"y_{1200 // side}m", f"x_{1200 // side}m")
+        assert arr.attrs["resolution_m"] == BANDS_BY_NAME[b].resolution
+    assert root["s1/VV"].dtype == np.float32 and root["reference_map"].dtype == np.uint16
+    assert root["labels"].shape == (n, 19) and root["labels"].attrs["classes"] == list(BEN19.alphabetical)
+    # shards: a handful of files per array, not one per patch
+    shard_files = list((path / "s2" / "B02").rglob("c/*"))
+    assert len(shard_files) == 4
+    table = _table(converted)
+    assert root["patch_id"][:].tolist() == table.column("patch_id").to_pylist()
+    assert root["split"][:].tolist() == table.column("split").to_pylist()
+    labels = root["labels"][:]
+    for r, names in enumerate(table.column("labels").to_pylist()):
+        assert [BEN19.alphabetical[j] for j in np.flatnonzero(labels[r])] == sorted(names)
+    # every array value equals the LMDB value of the same patch
+    lm, zr = LmdbReader(converted / "lmdb"), ZarrReader(path)
+    ids, s1_names = table.column("patch_id").to_pylist(), table.column("s1_name").to_pylist()
+    for pid, a in iter_patches(lm, ids, s1_names):
+        b = zr.patch(pid)
+        assert set(a) <= set(b)
+        for k, v in a.items():
+            assert v.dtype == b[k].dtype
+            np.testing.assert_array_equal(v, b[k])
+    stacked = root["s2_stacked"]
+    assert stacked.shape == (n, 12, 120, 120) and stacked.attrs["resampling"] == "bilinear"
+    np.testing.assert_array_equal(stacked[3, SPECTRAL_BANDS.index("B02")], root["s2/B02"][3])
+
+
+def test_zarr_opens_in_xarray(converted):
+    xr = pytest.importorskip("xarray")
+    path = converted / "zarr" / "dataset.zarr"
+    root = xr.open_zarr(path)
+    assert root.sizes["patch"] == 31 and root["labels"].dims == ("patch", "class")
+    assert root["reference_map"].dims == ("patch", "y_10m", "x_10m")
+    s2 = xr.open_zarr(path, group="s2")
+    assert s2["B01"].dims == ("patch", "y_60m", "x_60m") and s2["B02"].shape == (31, 120, 120)
+    np.testing.assert_array_equal(s2["B05"][2].values, zarr.open_group(path, mode="r")["s2/B05"][2])
+    assert str(root["patch_id"].values[0]) == _table(converted).column("patch_id")[0].as_py()
+
+
+def test_zarr_stack_nearest_repeats_pixels(ds_copy, tmp_path):
+    path = tmp_path / "n.zarr"
+    convert("zarr", ds_copy, path, opts(stack=True, stack_method="nearest"))
+    root = zarr.open_group(path, mode="r")
+    b01 = root["s2/B01"][5]
+    np.testing.assert_array_equal(root["s2_stacked"][5, 0], np.repeat(np.repeat(b01, 6, 0), 6, 1))
+
+
+def test_zarr_is_deterministic(ds_copy, tmp_path):
+    convert("zarr", ds_copy, tmp_path / "a.zarr", opts(shard_patches=8))
+    convert("zarr", ds_copy, tmp_path / "b.zarr", opts(shard_patches=8, workers=2))
+    files_a = sorted(
+        p.relative_to(tmp_path / "a.zarr") for p in (tmp_path / "a.zarr").rglob("*") if p.is_file()
+    )
+    files_b = sorted(
+        p.relative_to(tmp_path / "b.zarr") for p in (tmp_path / "b.zarr").rglob("*") if p.is_file()
+    )
+    assert files_a == files_b
+    for rel in files_a:
+        if rel.name != "zarr.json" or rel.parent != Path("."):
+            assert (tmp_path / "a.zarr" / rel).read_bytes() == (tmp_path / "b.zarr" / rel).read_bytes(), rel
+
+
+def test_zarr_needs_metadata(official, tmp_path):
+    with pytest.raises(SourceError, match=r"metadata\.parquet"):
+        convert("zarr", official, tmp_path / "z.zarr", QUIET)
+
+
+# --------------------------------------------------------------------------------------------
+# GeoTIFF layout
+# --------------------------------------------------------------------------------------------
+def test_tiff_layout(converted):
+    table = _table(converted)
+    pid = table.column("patch_id")[0].as_py()
+    s1 = table.column("s1_name")[0].as_py()
+    for group, key in (("s2", pid), ("s1", s1), ("map", pid)):
+        files = band_files(group, key)
+        folder = converted / next(iter(files.values())).parent
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in files.values())
+    with rasterio.open(converted / band_files("s2", pid)["B01"]) as src:
+        assert (src.dtypes[0], src.nodata, src.compression, src.width) == ("uint16", 0, None, 20)
+        assert src.transform.a == 60
+    with rasterio.open(converted / band_files("s1", s1)["VV"]) as src:
+        assert (src.dtypes[0], src.nodata, src.compression) == ("float32", None, None)
+    with rasterio.open(converted / band_files("map", pid)["Data"]) as src:
+        assert (src.dtypes[0], src.nodata, src.compression.value) == ("uint16", 0, "DEFLATE")
+    assert not list(converted.glob("*/*/*/.*"))  # no temporary folders left
+
+
+def test_tiff_writer_reproduces_official_files_byte_for_byte(official, tmp_path):
+    from rsprep.sources import SourceSpec, read_items
+    from rsprep.tiff_writer import write_patch
+
+    spec = SourceSpec("official", str(official))
+    source = open_source(official)
+    for group in ("s2", "map", "s1"):
+        items = source.items[group]
+        for it, values in zip(items, read_items(spec, group, items, georef=True), strict=True):
+            key = it.key.removesuffix("_reference_map")
+            write_patch(tmp_path, group, key, values)
+            for rel in band_files(group, key).values():
+                if group == "s1":
+                    # same pixels, tags and geokeys; rico-hdl's S1 files store StripByteCounts as LONG,
+                    # GDAL writes SHORT when the counts fit (16 bytes of the header differ)
+                    with rasterio.open(official / rel) as a, rasterio.open(tmp_path / rel) as b:
+                        np.testing.assert_array_equal(a.read(), b.read())
+                        assert a.profile == b.profile
+                else:
+                    assert (tmp_path / rel).read_bytes() == (official / rel).read_bytes(), rel
+
+
+def test_official_layout_round_trip(converted, tmp_path):
+    """Dataset → GeoTIFF layout → LMDB gives the same bytes as dataset → LMDB; Zarr alike."""
+    out = tmp_path / "official"
+    convert("tiff", converted, out, opts(workers=2))
+    assert (out / ds.METADATA).is_file() and (out / ds.FLAGGED).is_file()
+    convert("lmdb", out, out / "lmdb", QUIET)
+    a, b = LmdbReader(converted / "lmdb"), LmdbReader(out / "lmdb")
+    keys = a.keys()
+    assert keys == b.keys()
+    assert all(a.raw(k) == b.raw(k) for k in keys)
+    convert("zarr", out, out / "z.zarr", opts(shard_patches=8, stack=True))
+    za, zb = (
+        zarr.open_group(converted / "zarr" / "dataset.zarr", mode="r"),
+        zarr.open_group(out / "z.zarr", mode="r"),
+    )
+    for name in ("s2/B01", "s2/B8A", "s1/VH", "reference_map", "labels", "s2_stacked"):
+        np.testing.assert_array_equal(za[name][:], zb[name][:])
+    with pytest.raises(SourceError, match="already in the GeoTIFF layout"):
+        convert("tiff", out, None, QUIET)
+
+
+def test_official_folder_missing_patch_is_named(converted, tmp_path):
+    out = tmp_path / "official"
+    convert("tiff", converted, out, QUIET)
+    victim = next((out / "BigEarthNet-S2").glob("*/*"))
+    shutil.rmtree(victim)
+    with pytest.raises(SourceError, match=victim.name):
+        open_source(out)
+
+
+def test_corrupt_geotiff_is_named(official, tmp_path):
+    copy = tmp_path / "o"
+    shutil.copytree(official, copy)
+    bad = copy / band_files("s2", "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43")["B03"]
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(ReaderError, match=r"B03\.tif"):
+        convert("lmdb", copy, tmp_path / "lmdb", QUIET)
+    assert not (tmp_path / "lmdb").exists()
+    with pytest.raises(ReaderError, match="missing"):
+        TiffReader(copy).get("s2", "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_1_1")
+
+
+def test_not_a_source(tmp_path):
+    with pytest.raises(SourceError, match="neither"):
+        open_source(tmp_path)
+
+
+def test_cli_convert(ds_copy, tmp_path):
+    from typer.testing import CliRunner
+
+    from rsprep.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["--quiet", "convert", "lmdb", str(ds_copy)])
+    assert r.exit_code == 0, r.output
+    assert (ds_copy / "lmdb" / "data.mdb").is_file()
+    r = runner.invoke(app, ["convert", "lmdb", str(ds_copy)])
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = runner.invoke(app, ["convert", "parquet", str(ds_copy)])
+    assert r.exit_code == 1 and "lmdb, zarr, tiff" in r.output
+
+
+@pytest.mark.parametrize("compressor", ["none", "zstd"])
+def test_zarr_reader_fast_path_equals_zarr_python(ds_copy, tmp_path, compressor):
+    from rsprep.readers import ShardedPatchArray
+
+    path = tmp_path / "z.zarr"
+    convert("zarr", ds_copy, path, opts(compressor=compressor, shard_patches=8))
+    reader, root = ZarrReader(path), zarr.open_group(path, mode="r")
+    first = reader.read_row(0)
+    assert all(isinstance(a, ShardedPatchArray) for a in reader._arrays.values())
+    assert set(first) == {*SPECTRAL_BANDS, "VV", "VH", "reference_map", "labels"}
+    for i in (0, 7, 8, 30):  # first and last row of a shard, the short last shard
+        row = reader.read_row(i)
+        for b in SPECTRAL_BANDS:
+            np.testing.assert_array_equal(row[b], root[f"s2/{b}"][i])
+        np.testing.assert_array_equal(row["VV"], root["s1/VV"][i])
+        np.testing.assert_array_equal(row["reference_map"], root["reference_map"][i])
+    with pytest.raises(IndexError, match="outside"):
+        reader._arrays["B02"][31]
+    with pytest.raises(ReaderError, match="not a patch"):
+        reader.patch("nope")
