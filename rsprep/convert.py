@@ -44,7 +44,7 @@ class ConvertOptions:
     stack_method: str = "bilinear"
     shard_patches: int = 1024  # zarr: patches per shard
     class_order: str = "alphabetical"  # zarr: column order of the multi-hot labels
-    compressor: str = "lz4"  # zarr image arrays: lz4 or zstd (Blosc, byte shuffle) or none
+    compressor: str = "none"  # zarr image arrays: none (fastest random access), or Blosc lz4 / zstd
 
 
 @dataclass
@@ -124,6 +124,21 @@ def _read_progress(path: Path) -> set[int]:
         if line.strip().isdigit():  # a line cut short by an interruption is ignored
             done.add(int(line))
     return done
+
+
+def group_plan(fmt: str, source, size: int) -> tuple[list[tuple[str, int, int]], dict[str, Any]]:
+    """Tasks of ``size`` values per group (S1, S2, maps, in write order) and the plan record."""
+    from rsprep.layout import GROUPS
+
+    tasks = [(g, a, b) for g in GROUPS for a, b in chunks(source.items[g], size)]
+    record = {
+        "format": fmt,
+        "source": source.describe(),
+        "keys": digest([it.key for g in GROUPS for it in source.items[g]]),
+        "inputs": source.inputs,
+        "tasks": tasks,
+    }
+    return tasks, record
 
 
 def chunks(items: Sequence[Any], size: int) -> list[tuple[int, int]]:

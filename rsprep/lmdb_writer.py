@@ -18,13 +18,13 @@ from rsprep.convert import (
     ConvertOptions,
     ConvertResult,
     PartialBuild,
-    chunks,
+    group_plan,
     progress_bar,
     run_ordered,
 )
 from rsprep.layout import GROUPS
 from rsprep.sources import Item, Source, SourceSpec, read_items
-from rsprep.workstore import digest, replace_path
+from rsprep.workstore import replace_path
 
 MIB = 1 << 20
 #: Values per task (one read in a worker, one write transaction): small for per-file GeoTIFF reads,
@@ -47,24 +47,11 @@ def _pages_needed(values: list[tuple[bytes, bytes]], psize: int) -> int:
     return pages + 2 * math.ceil(sum(len(k) + 32 for k, _ in values) / psize) + 16
 
 
-def plan(source: Source, options: ConvertOptions) -> tuple[list[tuple[str, int, int]], dict]:
-    size = options.chunk or DEFAULT_CHUNK[source.spec.kind]
-    tasks = [(g, a, b) for g in GROUPS for a, b in chunks(source.items[g], size)]
-    record = {
-        "format": "lmdb",
-        "source": source.describe(),
-        "keys": digest([it.key for g in GROUPS for it in source.items[g]]),
-        "inputs": source.inputs,
-        "tasks": tasks,
-    }
-    return tasks, record
-
-
 def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -> ConvertResult:
     import lmdb
 
     t0 = time.perf_counter()
-    tasks, record = plan(source, options)
+    tasks, record = group_plan("lmdb", source, options.chunk or DEFAULT_CHUNK[source.spec.kind])
     build = PartialBuild(dest, record)
     build.start(exists=(dest / "data.mdb").exists(), overwrite=options.overwrite, say=say)
     env = lmdb.open(str(build.path), map_size=MIB, subdir=True, meminit=True, max_dbs=0)

@@ -32,6 +32,27 @@ class ReaderError(RsprepError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+_ENVS: dict[tuple[str, int, int], object] = {}
+
+
+def _env_key(path: Path) -> tuple[str, int, int]:
+    # the inode tells a rebuilt environment (a new data.mdb at the same path) from the open one
+    return (str(path.resolve()), os.getpid(), (path / "data.mdb").stat().st_ino)
+
+
+def _open_env(path: Path):
+    """One read-only environment per file and process (LMDB forbids opening one twice in a process)."""
+    import lmdb
+
+    key = _env_key(path)
+    env = _ENVS.get(key)
+    if env is None:
+        env = _ENVS[key] = lmdb.open(
+            key[0], readonly=True, lock=False, readahead=False, meminit=False, max_readers=512
+        )
+    return env
+
+
 class LmdbReader:
     """Values of an rsprep/rico-hdl LMDB environment (a folder holding ``data.mdb``)."""
 
@@ -46,13 +67,9 @@ class LmdbReader:
 
     @property
     def env(self):
-        """The environment, opened on first use in each process."""
+        """The environment, opened on first use in each process (shared by readers of the same path)."""
         if self._env is None or self._pid != os.getpid():
-            import lmdb
-
-            self._env = lmdb.open(
-                str(self.path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=512
-            )
+            self._env = _open_env(self.path)
             self._pid = os.getpid()
         return self._env
 
@@ -60,8 +77,10 @@ class LmdbReader:
         return {"path": self.path, "_env": None, "_pid": None}
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+        """Close the environment (for every reader of this path in this process)."""
+        env = _ENVS.pop(_env_key(self.path), None) if (self.path / "data.mdb").exists() else None
+        if env is not None:
+            env.close()
         self._env = None
 
     def keys(self) -> list[str]:
@@ -327,8 +346,3 @@ def iter_patches(reader, patch_ids: Iterable[str], s1_names: Iterable[str | None
             yield patch_id, reader.patch(patch_id, s1=True)
         else:
             yield patch_id, reader.patch(patch_id, s1_name)
-
-
-def read_attrs(path: Path) -> dict:
-    """The attributes of a Zarr v3 group (its zarr.json), without opening the store."""
-    return json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})

@@ -41,6 +41,18 @@ class StackResult:
     error: str | None = None
 
 
+def to_side(native: np.ndarray, side: int, resampling: str, nodata) -> np.ndarray:
+    """(N, h, w) patches upsampled to (N, side, side) by ``resampling`` (unchanged when h == side)."""
+    from rsprep import kernels
+
+    factor = side // native.shape[1]
+    if factor == 1:
+        return native
+    if resampling == "nearest":
+        return kernels.upsample_nearest(native, factor)
+    return kernels.upsample_bilinear(native, factor, nodata=nodata)
+
+
 def stack_store(
     store: TileStore, *, resampling: str = "bilinear", force: bool = False, progress: Callable | None = None
 ) -> StackResult:
@@ -50,7 +62,6 @@ def stack_store(
         WorkStoreError: the patch stage is missing or did not keep all 12 bands.
         InvalidParameterError: unknown resampling method.
     """
-    from rsprep import kernels
     from rsprep.patch import S2_ARRAYS
 
     t0 = time.perf_counter()
@@ -103,14 +114,7 @@ def stack_store(
             r1 = min(r0 + grid.n, n_patches)
             block = np.empty((r1 - r0, len(SPECTRAL_BANDS), side, side), dtype=dtype)
             for bi, name in enumerate(SPECTRAL_BANDS):
-                native = src[name][r0:r1]
-                factor = side // native.shape[1]
-                if factor == 1:
-                    block[:, bi] = native
-                elif resampling == "nearest":
-                    block[:, bi] = kernels.upsample_nearest(native, factor)
-                else:
-                    block[:, bi] = kernels.upsample_bilinear(native, factor, nodata=nodata)
+                block[:, bi] = to_side(src[name][r0:r1], side, resampling, nodata)
             arr[r0:r1] = block
             if progress:
                 progress(r1 - r0)

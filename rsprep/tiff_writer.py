@@ -20,13 +20,13 @@ from rsprep.convert import (
     ConvertOptions,
     ConvertResult,
     PartialBuild,
-    chunks,
+    group_plan,
     progress_bar,
     run_ordered,
 )
 from rsprep.layout import GROUPS, LAYOUT_DIRS, MAP_SUFFIX, band_files, patch_dir
 from rsprep.sources import Item, Source, SourceError, SourceSpec, read_items
-from rsprep.workstore import digest, replace_path
+from rsprep.workstore import replace_path
 
 PARTIAL = ".rsprep-tiff.partial"
 DEFAULT_CHUNK = 256
@@ -94,15 +94,7 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
         raise SourceError(
             f"{source.root} is already in the GeoTIFF layout; pass --out to write a copy elsewhere"
         )
-    size = options.chunk or DEFAULT_CHUNK
-    tasks = [(g, a, b) for g in GROUPS for a, b in chunks(source.items[g], size)]
-    record = {
-        "format": "tiff",
-        "source": source.describe(),
-        "keys": digest([it.key for g in GROUPS for it in source.items[g]]),
-        "inputs": source.inputs,
-        "tasks": tasks,
-    }
+    tasks, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
     dest.mkdir(parents=True, exist_ok=True)
     build = TiffBuild(dest, record)
     build.start(

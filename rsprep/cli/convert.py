@@ -46,8 +46,12 @@ def convert(
         str, typer.Option("--class-order", help="zarr: label columns in alphabetical or paper order.")
     ] = "alphabetical",
     compressor: Annotated[
-        str, typer.Option("--compressor", help="zarr image arrays: lz4, zstd (Blosc) or none.")
-    ] = "lz4",
+        str,
+        typer.Option(
+            "--compressor",
+            help="zarr image arrays: none (reads at LMDB speed), lz4 or zstd (Blosc; smaller, slower).",
+        ),
+    ] = "none",
 ) -> None:
     """Write the LMDB (rico-hdl compatible), the Zarr v3 store or the official GeoTIFF layout.
 
