@@ -76,8 +76,20 @@ class PartialBuild:
     def state_path(self) -> Path:
         return self.path / STATE
 
-    def start(self, *, exists: bool, overwrite: bool, say: Callable[[str], None], what: str = "") -> None:
-        """Refuse a finished output without ``overwrite``; resume a matching interrupted build."""
+    def start(
+        self,
+        *,
+        exists: bool,
+        overwrite: bool,
+        say: Callable[[str], None],
+        what: str = "",
+        prepare: Callable[[Path], None] | None = None,
+    ) -> None:
+        """Refuse a finished output without ``overwrite``; resume a matching interrupted build.
+
+        A fresh build runs ``prepare(path)`` (e.g. creating a Zarr hierarchy) before the state file is
+        written, so a build interrupted while preparing is never resumed.
+        """
         if exists and not overwrite:
             raise OutputExistsError(f"{what or self.dest} exists; pass --overwrite to rebuild it")
         plan_digest = digest(self.plan)
@@ -92,6 +104,8 @@ class PartialBuild:
             say(f"discarding {self.path}: an interrupted build of other inputs or options")
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
+        if prepare is not None:
+            prepare(self.path)
         write_json_atomic(
             self.state_path, {"plan_digest": plan_digest, "plan": self.plan, "rsprep_version": __version__}
         )

@@ -262,9 +262,12 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -
     }
     build = PartialBuild(dest, record)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    build.start(exists=(dest / "zarr.json").exists(), overwrite=options.overwrite, say=say)
-    if not build.resumed or not (build.path / "zarr.json").is_file():
-        _create(build.path, source, n, options, shard, classes)
+    build.start(
+        exists=(dest / "zarr.json").exists(),
+        overwrite=options.overwrite,
+        say=say,
+        prepare=lambda path: _create(path, source, n, options, shard, classes),
+    )
     bar = progress_bar(n, f"zarr {dest.name}", options.quiet)
     bar.update(sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
 

@@ -398,3 +398,56 @@ def test_zarr_reader_fast_path_equals_zarr_python(ds_copy, tmp_path, compressor)
         reader._arrays["B02"][31]
     with pytest.raises(ReaderError, match="not a patch"):
         reader.patch("nope")
+
+
+def test_lmdb_write_failure_keeps_progress_and_resumes(ds_copy, tmp_path, monkeypatch):
+    """A real LMDB error (the map full) mid-run: a clear error, finished tasks kept, then a resume."""
+    from rsprep import lmdb_writer
+    from rsprep.convert import ConvertError
+
+    calls = {"n": 0}
+    real = lmdb_writer._ensure_room
+
+    def starve(env, extra):
+        calls["n"] += 1
+        if calls["n"] < 4:
+            real(env, extra)  # the fourth transaction gets no room: MDB_MAP_FULL
+
+    monkeypatch.setattr(lmdb_writer, "_ensure_room", starve)
+    dest = tmp_path / "lmdb"
+    with pytest.raises(ConvertError, match="run the same command again to resume"):
+        convert("lmdb", ds_copy, dest, opts(chunk=8))
+    assert (tmp_path / ".lmdb.partial" / PROGRESS).read_text().split() == ["0", "1", "2"]
+    monkeypatch.setattr(lmdb_writer, "_ensure_room", real)
+    assert convert("lmdb", ds_copy, dest, opts(chunk=8)).resumed_tasks == 3
+    assert len(LmdbReader(dest)) == 93
+
+
+def test_zarr_and_tiff_resume(ds_copy, tmp_path, monkeypatch):
+    from rsprep import tiff_writer, zarr_writer
+
+    for module, fn, fmt, dest, kw in (
+        (zarr_writer, "write_shard", "zarr", tmp_path / "z.zarr", {"shard_patches": 4}),
+        (tiff_writer, "write_task", "tiff", tmp_path / "tif", {"chunk": 8}),
+    ):
+        real = getattr(module, fn)
+        calls = {"n": 0}
+
+        def flaky(payload, real=real, calls=calls):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real(payload)
+
+        monkeypatch.setattr(module, fn, flaky)
+        with pytest.raises(KeyboardInterrupt):
+            convert(fmt, ds_copy, dest, opts(**kw))
+        monkeypatch.setattr(module, fn, real)
+        assert convert(fmt, ds_copy, dest, opts(**kw)).resumed_tasks == 2
+    clean = tmp_path / "clean.zarr"
+    convert("zarr", ds_copy, clean, opts(shard_patches=4))
+    a, b = zarr.open_group(clean, mode="r"), zarr.open_group(tmp_path / "z.zarr", mode="r")
+    for name in ("s2/B01", "s1/VV", "reference_map", "labels", "patch_id"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+    assert not list(tmp_path.glob("tif/.rsprep-tiff.partial"))
+    assert len(list((tmp_path / "tif" / "BigEarthNet-S2").glob("*/*"))) == 31
