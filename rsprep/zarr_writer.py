@@ -27,6 +27,7 @@ import pyarrow as pa
 from rsprep import __version__
 from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.convert import (
+    ConvertError,
     ConvertOptions,
     ConvertResult,
     PartialBuild,
@@ -295,6 +296,11 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -
     )
     try:
         run_ordered(write_shard, payloads, workers=options.workers, on_result=done)
+    except OSError as exc:
+        raise ConvertError(
+            f"writing {build.path} failed ({exc}); {len(build.done)} shard(s) are kept, "
+            "free disk space and run the same command again to resume"
+        ) from exc
     finally:
         bar.close()
     build.cleanup()

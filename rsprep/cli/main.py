@@ -60,7 +60,8 @@ class _BoundaryGroup(TyperGroup):
             raise typer.Exit(1) from exc
         except KeyboardInterrupt as exc:
             typer.echo(
-                "rsprep: interrupted; outputs written so far are complete, partial ones were removed",
+                "rsprep: interrupted; finished outputs are complete and a partial one never replaces them "
+                "(`rsprep convert` resumes where it stopped when run again)",
                 err=True,
             )
             raise typer.Exit(130) from exc
