@@ -62,7 +62,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
     state = {"last": last}
     total = sum(len(source.items[g]) for g in GROUPS)
     done_values = sum(b - a for i, (_, a, b) in enumerate(tasks) if i in build.done)
-    bar = progress_bar(total, f"lmdb {dest.name}", options.quiet)
+    bar = progress_bar(total, "convert lmdb", options.quiet)
     bar.update(done_values)
 
     def write(tid: int, values: list[tuple[bytes, bytes]]) -> None:

@@ -133,13 +133,14 @@ def _dataset_source(root: Path, work: Path) -> Source:
     s2: list[Item] = []
     s1: dict[str, Item] = {}
     s1_tables: dict[str, dict[int, tuple[str, int]]] = {}
+    grids: dict[str, Any] = {}
     patch_size = None
     for i, patch_id in enumerate(ids):
         prefix = names.prefix[i]
         store = stores.get(prefix)
         if store is None:
             raise SourceError(f"patch {patch_id}: the work store {work} has no store {prefix}")
-        grid = store.grid
+        grid = grids.get(prefix) or grids.setdefault(prefix, store.grid)
         if patch_size is None:
             patch_size = grid.patch_size
         elif grid.patch_size != patch_size:

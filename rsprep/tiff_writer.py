@@ -104,7 +104,7 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
         what=f"the GeoTIFF layout in {dest}",
     )
     total = sum(len(v) for v in source.items.values())
-    bar = progress_bar(total, f"tiff {dest.name}", options.quiet)
+    bar = progress_bar(total, "convert tiff", options.quiet)
     bar.update(sum(b - a for i, (_, a, b) in enumerate(tasks) if i in build.done))
 
     def done(tid: int, count: int) -> None:

@@ -269,7 +269,7 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -
         say=say,
         prepare=lambda path: _create(path, source, n, options, shard, classes),
     )
-    bar = progress_bar(n, f"zarr {dest.name}", options.quiet)
+    bar = progress_bar(n, "convert zarr", options.quiet)
     bar.update(sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
 
     def done(tid: int, count: int) -> None:
