@@ -166,13 +166,24 @@ def run_ordered(
     *,
     workers: int,
     on_result: Callable[[int, Any], None],
+    what: str = "the output",
 ) -> None:
     """Call ``fn(payload)`` for each ``(task id, payload)`` and hand results to ``on_result`` in order.
 
     With ``workers > 1`` the calls run in spawned processes, at most ``2 * workers`` ahead of the
-    consumer. The first failure cancels what is queued and is raised.
+    consumer. The first failure cancels what is queued and is raised; an ``OSError`` (a full disk)
+    becomes a :class:`ConvertError` that names ``what`` and says how to resume.
     """
-    tasks = iter(tasks)
+    try:
+        _run_ordered(fn, iter(tasks), workers, on_result)
+    except OSError as exc:
+        raise ConvertError(
+            f"writing {what} failed ({exc}); finished tasks are kept, free disk space and run the same "
+            "command again to resume"
+        ) from exc
+
+
+def _run_ordered(fn, tasks, workers: int, on_result) -> None:
     if workers <= 1:
         for tid, payload in tasks:
             on_result(tid, fn(payload))

@@ -89,7 +89,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
         if tid not in build.done
     )
     try:
-        run_ordered(encode, payloads, workers=options.workers, on_result=write)
+        run_ordered(encode, payloads, workers=options.workers, on_result=write, what=str(build.path))
         env.sync(True)
         info, stat = env.info(), env.stat()
     finally:

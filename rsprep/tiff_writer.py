@@ -16,7 +16,6 @@ from pathlib import Path
 
 from rsprep import dataset as ds
 from rsprep.convert import (
-    ConvertError,
     ConvertOptions,
     ConvertResult,
     PartialBuild,
@@ -117,12 +116,8 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
         if tid not in build.done
     )
     try:
-        run_ordered(write_task, payloads, workers=options.workers, on_result=done)
-    except OSError as exc:
-        raise ConvertError(
-            f"writing GeoTIFFs under {build.path} failed ({exc}); finished tasks are kept, "
-            "free disk space and run the same command again to resume"
-        ) from exc
+        what = f"GeoTIFFs under {build.path}"
+        run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
     finally:
         bar.close()
     build.cleanup()

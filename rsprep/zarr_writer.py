@@ -27,7 +27,6 @@ import pyarrow as pa
 from rsprep import __version__
 from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.convert import (
-    ConvertError,
     ConvertOptions,
     ConvertResult,
     PartialBuild,
@@ -295,12 +294,7 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -
         if tid not in build.done
     )
     try:
-        run_ordered(write_shard, payloads, workers=options.workers, on_result=done)
-    except OSError as exc:
-        raise ConvertError(
-            f"writing {build.path} failed ({exc}); {len(build.done)} shard(s) are kept, "
-            "free disk space and run the same command again to resume"
-        ) from exc
+        run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
     finally:
         bar.close()
     build.cleanup()

@@ -451,3 +451,26 @@ def test_zarr_and_tiff_resume(ds_copy, tmp_path, monkeypatch):
         np.testing.assert_array_equal(a[name][:], b[name][:])
     assert not list(tmp_path.glob("tif/.rsprep-tiff.partial"))
     assert len(list((tmp_path / "tif" / "BigEarthNet-S2").glob("*/*"))) == 31
+
+
+def test_full_disk_is_a_clear_error_and_resumable(ds_copy, tmp_path, monkeypatch):
+    import errno
+
+    from rsprep import tiff_writer
+    from rsprep.convert import ConvertError
+
+    real = tiff_writer.write_patch
+    calls = {"n": 0}
+
+    def full(root, group, key, values):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise OSError(errno.ENOSPC, "No space left on device", str(root / key))
+        return real(root, group, key, values)
+
+    monkeypatch.setattr(tiff_writer, "write_patch", full)
+    with pytest.raises(ConvertError, match=r"No space left.*run the same command again to resume"):
+        convert("tiff", ds_copy, tmp_path / "t", opts(chunk=8))
+    assert not (tmp_path / "t" / "BigEarthNet-S2").exists()  # nothing half-done is in place
+    monkeypatch.setattr(tiff_writer, "write_patch", real)
+    assert convert("tiff", ds_copy, tmp_path / "t", opts(chunk=8)).resumed_tasks == 2
