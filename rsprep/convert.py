@@ -140,19 +140,28 @@ def _read_progress(path: Path) -> set[int]:
     return done
 
 
-def group_plan(fmt: str, source, size: int) -> tuple[list[tuple[str, int, int]], dict[str, Any]]:
-    """Tasks of ``size`` values per group (S1, S2, maps, in write order) and the plan record."""
+def group_plan(fmt: str, source, size: int) -> tuple[list[tuple[int, str, list]], list[int], dict[str, Any]]:
+    """Read tasks of at most ``size`` values for every group (S1, S2, maps, in write order).
+
+    Returns ``(unit, group, items)`` per task, the number of tasks of each write unit
+    (:meth:`Source.units`) and the plan record.
+    """
     from rsprep.layout import GROUPS
 
-    tasks = [(g, a, b) for g in GROUPS for a, b in chunks(source.items[g], size)]
+    tasks: list[tuple[int, str, list]] = []
+    per_unit: list[int] = []
+    for g in GROUPS:
+        for unit in source.units(g, size):
+            tasks.extend((len(per_unit), g, items) for items in unit)
+            per_unit.append(len(unit))
     record = {
         "format": fmt,
         "source": source.describe(),
-        "keys": digest([it.key for g in GROUPS for it in source.items[g]]),
+        "keys": digest([[g, [it.key for it in items]] for _, g, items in tasks]),
         "inputs": source.inputs,
-        "tasks": tasks,
+        "units": per_unit,
     }
-    return tasks, record
+    return tasks, per_unit, record
 
 
 def chunks(items: Sequence[Any], size: int) -> list[tuple[int, int]]:

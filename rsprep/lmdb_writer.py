@@ -51,9 +51,10 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
     import lmdb
 
     t0 = time.perf_counter()
-    tasks, record = group_plan("lmdb", source, options.chunk or DEFAULT_CHUNK[source.spec.kind])
+    tasks, per_unit, record = group_plan("lmdb", source, options.chunk or DEFAULT_CHUNK[source.spec.kind])
     build = PartialBuild(dest, record)
     build.start(exists=(dest / "data.mdb").exists(), overwrite=options.overwrite, say=say)
+    resumed_tasks = sum(1 for unit, _, _ in tasks if unit in build.done)  # logged per unit
     env = lmdb.open(str(build.path), map_size=MIB, subdir=True, meminit=True, max_dbs=0)
     psize = env.stat()["psize"]
     with env.begin() as txn:
@@ -61,11 +62,21 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
         last = bytes(cur.key()) if cur.last() else None
     state = {"last": last}
     total = sum(len(source.items[g]) for g in GROUPS)
-    done_values = sum(b - a for i, (_, a, b) in enumerate(tasks) if i in build.done)
     bar = progress_bar(total, "convert lmdb", options.quiet)
-    bar.update(done_values)
+    bar.update(sum(len(items) for u, _, items in tasks if u in build.done))
+    pending: dict[int, list[tuple[bytes, bytes]]] = {}
+    remaining = dict(enumerate(per_unit))
 
-    def write(tid: int, values: list[tuple[bytes, bytes]]) -> None:
+    def collect(tid: int, values: list[tuple[bytes, bytes]]) -> None:
+        """Gather a unit's values; write them, sorted, once its last task is in."""
+        unit = tasks[tid][0]
+        pending.setdefault(unit, []).extend(values)
+        bar.update(len(values))
+        remaining[unit] -= 1
+        if remaining[unit] == 0:
+            write(unit, sorted(pending.pop(unit)))
+
+    def write(unit: int, values: list[tuple[bytes, bytes]]) -> None:
         _ensure_room(env, _pages_needed(values, psize) * psize)
         try:
             with env.begin(write=True) as txn:
@@ -77,19 +88,16 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
                         state["last"] = k
         except lmdb.Error as exc:
             raise ConvertError(
-                f"writing {build.path / 'data.mdb'} failed ({exc}); {len(build.done)} task(s) are kept, "
+                f"writing {build.path / 'data.mdb'} failed ({exc}); {len(build.done)} unit(s) are kept, "
                 "free disk space and run the same command again to resume"
             ) from exc
-        build.log(tid)
-        bar.update(len(values))
+        build.log(unit)
 
     payloads = (
-        (tid, (source.spec, g, source.items[g][a:b]))
-        for tid, (g, a, b) in enumerate(tasks)
-        if tid not in build.done
+        (tid, (source.spec, g, items)) for tid, (unit, g, items) in enumerate(tasks) if unit not in build.done
     )
     try:
-        run_ordered(encode, payloads, workers=options.workers, on_result=write, what=str(build.path))
+        run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=str(build.path))
         env.sync(True)
         info, stat = env.info(), env.stat()
     finally:
@@ -103,7 +111,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
         str(dest),
         {g: len(source.items[g]) for g in GROUPS},
         len(tasks),
-        build.resumed_tasks,
+        resumed_tasks,
         time.perf_counter() - t0,
         {
             "map_size": info["map_size"],

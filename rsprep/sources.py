@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 
 from rsprep import dataset as ds
 from rsprep.bands import SPECTRAL_BANDS, band
+from rsprep.convert import chunks
 from rsprep.errors import InputNotFoundError, InvalidParameterError
 from rsprep.layout import (
     GROUP_BANDS,
@@ -30,6 +32,7 @@ from rsprep.layout import (
     is_layout,
     map_key,
     scan,
+    strip_parts,
 )
 from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
 
@@ -69,6 +72,30 @@ class Source:
     @property
     def root(self) -> Path:
         return Path(self.spec.root)
+
+    def units(self, group: str, size: int) -> list[list[list[Item]]]:
+        """The values of ``group`` as write units in sorted key order, each a list of read tasks.
+
+        Official folders: one task of ``size`` consecutive keys per unit (every file is read once
+        whatever the grouping). Work stores keep a row of 91 patches per Zarr chunk while sorted keys
+        run down the columns, so a unit is all values of one store (S2, maps) or of one S1 scene and
+        tile, read in tasks of ``size`` values in row order: every chunk is decompressed once.
+        """
+        items = self.items[group]
+        if self.spec.kind == "official":
+            return [[items[a:b]] for a, b in chunks(items, size)]
+        by_unit: dict[str, list[Item]] = defaultdict(list)
+        for it in items:
+            by_unit[strip_parts(it.key.removesuffix(MAP_SUFFIX), 2)].append(it)
+        units = []
+        for name in sorted(by_unit):
+            members = sorted(by_unit[name], key=lambda it: (it.store, it.row))
+            units.append([members[a:b] for a, b in chunks(members, size)])
+        # each unit's keys must follow the previous unit's in byte order (true for reBEN names)
+        bounds = [(min(it.key for t in u for it in t), max(it.key for t in u for it in t)) for u in units]
+        if any(prev[1] >= nxt[0] for prev, nxt in pairwise(bounds)):
+            return [[t for u in units for t in u]]  # one unit: sorted as a whole before writing
+        return units
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -93,7 +93,7 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
         raise SourceError(
             f"{source.root} is already in the GeoTIFF layout; pass --out to write a copy elsewhere"
         )
-    tasks, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
+    tasks, _, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
     dest.mkdir(parents=True, exist_ok=True)
     build = TiffBuild(dest, record)
     build.start(
@@ -104,15 +104,15 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
     )
     total = sum(len(v) for v in source.items.values())
     bar = progress_bar(total, "convert tiff", options.quiet)
-    bar.update(sum(b - a for i, (_, a, b) in enumerate(tasks) if i in build.done))
+    bar.update(sum(len(items) for i, (_, _, items) in enumerate(tasks) if i in build.done))
 
     def done(tid: int, count: int) -> None:
         build.log(tid)
         bar.update(count)
 
     payloads = (
-        (tid, (source.spec, str(build.path), g, source.items[g][a:b]))
-        for tid, (g, a, b) in enumerate(tasks)
+        (tid, (source.spec, str(build.path), g, items))
+        for tid, (_, g, items) in enumerate(tasks)
         if tid not in build.done
     )
     try:
