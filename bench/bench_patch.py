@@ -78,13 +78,19 @@ def ensure_archive(base: Path, content: str) -> Path:
     return next((out / "s2").glob("*.SAFE"))
 
 
-def main() -> None:
+def archive_args() -> argparse.Namespace:
+    """The options of the benchmarks that run on full-size synthetic archives."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--archive-dir", type=Path, default=Path("bench/.data"))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--write", type=Path, default=None)
     args = ap.parse_args()
     args.archive_dir.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main() -> None:
+    args = archive_args()
     rows = []
     for content in ("jp2", "gtiff"):
         product = ensure_archive(args.archive_dir, content)

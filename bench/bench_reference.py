@@ -21,7 +21,6 @@ labels that area sums alone would give are reported for comparison.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_patch import ensure_archive, replace_section
+from bench_patch import archive_args, ensure_archive, replace_section
 
 
 def _grid_store(archive_dir: Path):
@@ -124,12 +123,7 @@ def _area_labels(areas: dict, patch_area: float, nomenclature):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--archive-dir", type=Path, default=Path("bench/.data"))
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--write", type=Path, default=None)
-    args = ap.parse_args()
-    args.archive_dir.mkdir(parents=True, exist_ok=True)
+    args = archive_args()
     store, clc = _grid_store(args.archive_dir)
     run_rsprep(store, clc)  # warm-up: numba's on-disk cache, the file cache
     ours, naive_gpd, naive_shp = [], [], []

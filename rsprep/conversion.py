@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rsprep import dataset as ds
-from rsprep.convert import FORMATS, ConvertOptions, ConvertResult
+from rsprep.convert import FORMATS, ConvertOptions, ConvertResult, say_log
 from rsprep.errors import InvalidParameterError
 from rsprep.sources import open_source
 
@@ -20,7 +20,7 @@ def default_output(fmt: str, root: Path) -> Path:
 
 
 def convert(
-    fmt: str, src: str | Path, out: str | Path | None, options: ConvertOptions, say=print
+    fmt: str, src: str | Path, out: str | Path | None, options: ConvertOptions, say=say_log
 ) -> ConvertResult:
     """Convert ``src`` (dataset folder or official reBEN folder) to ``fmt`` at ``out`` (or the default)."""
     if fmt not in FORMATS:

@@ -13,6 +13,7 @@ at most ``2 * workers`` ahead of the writer, so memory stays bounded whatever th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections import deque
@@ -24,6 +25,10 @@ from typing import Any
 from rsprep import __version__
 from rsprep.errors import OutputExistsError, RsprepError
 from rsprep.workstore import digest, write_json_atomic
+
+log = logging.getLogger(__name__)
+#: Where the writers report resuming or discarding a partial build unless a caller passes ``say``.
+say_log: Callable[[str], None] = log.info
 
 FORMATS = ("lmdb", "zarr", "tiff")
 STATE = "rsprep-convert.json"
@@ -60,17 +65,18 @@ class ConvertResult:
 
 @dataclass
 class PartialBuild:
-    """A resumable build of ``dest`` in ``.<dest name>.partial`` beside it."""
+    """A resumable build of ``dest`` in ``path`` (default: ``.<dest name>.partial`` beside it)."""
 
     dest: Path
     plan: dict[str, Any]
+    path: Path | None = None
     done: set[int] = field(default_factory=set)
     resumed: bool = False
     resumed_tasks: int = 0  # tasks an earlier, interrupted run had finished
 
-    @property
-    def path(self) -> Path:
-        return self.dest.with_name(f".{self.dest.name}.partial")
+    def __post_init__(self) -> None:
+        if self.path is None:
+            self.path = self.dest.with_name(f".{self.dest.name}.partial")
 
     @property
     def state_path(self) -> Path:

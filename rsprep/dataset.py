@@ -129,6 +129,12 @@ def read_build(dataset: Path) -> dict[str, Any]:
         raise DatasetError(f"{path} is not valid JSON ({exc}); re-run `rsprep metadata --overwrite`") from exc
 
 
+def work_store(dataset: Path) -> Path | None:
+    """The work store that ``rsprep metadata`` built ``dataset`` from (as named in build.json)."""
+    work = read_build(dataset).get("stages", {}).get("metadata", {}).get("work")
+    return Path(work) if work else None
+
+
 def record_build(dataset: Path, stage: str, record: dict[str, Any]) -> None:
     """Add (or replace) one stage's record in ``build.json``, atomically."""
     doc = read_build(dataset)

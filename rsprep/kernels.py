@@ -127,32 +127,29 @@ def _is_nodata(v, nodata, has_nodata):
     return has_nodata and (v == nodata or (nodata != nodata and v != v))
 
 
+@njit(cache=True, inline="always")
+def _source_axis(i, factor, n):
+    """Source neighbours (i0, i1) and weight of i1 for output index ``i`` along an axis of ``n``:
+    pixel-centre alignment (half-pixel convention), clamped at the patch border."""
+    t = (i + 0.5) / factor - 0.5
+    i0 = int(np.floor(t))
+    f = t - i0
+    if i0 < 0:
+        i0 = 0
+        f = 0.0
+    i1 = min(i0 + 1, n - 1)
+    return i0, i1, f
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _bilinear(src, factor, nodata, has_nodata, is_int, out):
     h = src.shape[1]
     w = src.shape[2]
     for k in prange(src.shape[0]):
         for r in range(h * factor):
-            # Pixel-centre alignment (half-pixel convention), clamped at the patch border.
-            y = (r + 0.5) / factor - 0.5
-            y0 = int(np.floor(y))
-            fy = y - y0
-            if y0 < 0:
-                y0 = 0
-                fy = 0.0
-            y1 = y0 + 1
-            if y1 > h - 1:
-                y1 = h - 1
+            y0, y1, fy = _source_axis(r, factor, h)
             for c in range(w * factor):
-                x = (c + 0.5) / factor - 0.5
-                x0 = int(np.floor(x))
-                fx = x - x0
-                if x0 < 0:
-                    x0 = 0
-                    fx = 0.0
-                x1 = x0 + 1
-                if x1 > w - 1:
-                    x1 = w - 1
+                x0, x1, fx = _source_axis(c, factor, w)
                 # Nearest source pixel decides nodata; valid neighbours share the weight.
                 nr = r // factor
                 nc = c // factor

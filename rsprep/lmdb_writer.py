@@ -21,6 +21,7 @@ from rsprep.convert import (
     group_plan,
     progress_bar,
     run_ordered,
+    say_log,
 )
 from rsprep.layout import GROUPS
 from rsprep.sources import Item, Source, SourceSpec, read_items
@@ -47,7 +48,7 @@ def _pages_needed(values: list[tuple[bytes, bytes]], psize: int) -> int:
     return pages + 2 * math.ceil(sum(len(k) + 32 for k, _ in values) / psize) + 16
 
 
-def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -> ConvertResult:
+def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
     import lmdb
 
     t0 = time.perf_counter()
@@ -82,8 +83,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=print) -
             with env.begin(write=True) as txn:
                 for k, v in values:
                     append = state["last"] is None or k > state["last"]
-                    if not txn.put(k, v, append=append):
-                        raise ConvertError(f"could not store key {k.decode()!r} in {build.path}")
+                    txn.put(k, v, append=append)
                     if append:
                         state["last"] = k
         except lmdb.Error as exc:

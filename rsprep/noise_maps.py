@@ -25,14 +25,14 @@ from rsprep.workstore import building, compressors, consolidate, find_stores
 
 def _work_store(target: Path, source: Path) -> Path:
     folder = target if target.is_dir() else source.parent
-    work = ds.read_build(folder).get("stages", {}).get("metadata", {}).get("work")
-    if not work or not Path(work).is_dir():
+    work = ds.work_store(folder)
+    if work is None or not work.is_dir():
         raise InvalidParameterError(
             f"--mode swap needs the reference maps, but {folder / ds.BUILD} names no existing work store "
             f"({work or 'none'}); run swap on a dataset folder built by `rsprep metadata` "
             "whose work store is still present"
         )
-    return Path(work)
+    return work
 
 
 def apply_swaps(

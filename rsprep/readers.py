@@ -147,13 +147,14 @@ class ZarrReader:
 
     @property
     def group(self):
+        """The store's root group, opened on first use in each process (with its image arrays)."""
         if self._group is None or self._pid != os.getpid():
             import zarr
 
             self._group = zarr.open_group(self.path, mode="r")
             self._pid = os.getpid()
             self._arrays = self._open_arrays()
-            self._labels_cache = None
+            self._labels_cache = self._group["labels"][:]
         return self._group
 
     def _open_arrays(self) -> dict:
@@ -200,21 +201,14 @@ class ZarrReader:
         return self.read_row(self.row(patch_id), s1=s1, reference_map=reference_map)
 
     def read_row(self, i: int, *, s1: bool = True, reference_map: bool = True) -> dict[str, np.ndarray]:
-        self.group  # noqa: B018 (opens the arrays in this process)
+        _ = self.group  # opens the arrays in this process
         out = {}
         for name, arr in self._arrays.items():
             if (not s1 and name in GROUP_BANDS["s1"]) or (not reference_map and name == REFERENCE_MAP):
                 continue
             out[name] = arr[i]
-        out["labels"] = self._labels[i]
+        out["labels"] = self._labels_cache[i]
         return out
-
-    @property
-    def _labels(self) -> np.ndarray:
-        self.group  # noqa: B018
-        if self._labels_cache is None:
-            self._labels_cache = self.group["labels"][:]
-        return self._labels_cache
 
 
 class ShardedPatchArray:
@@ -259,9 +253,9 @@ class ShardedPatchArray:
         if names[1:] == ["blosc"]:
             from numcodecs import blosc
 
-            # one 2–30 kB chunk at a time: Blosc's thread pool costs more than it saves (measured)
-            blosc.use_threads = False
-            codec = blosc.decompress  # the Blosc header names the compressor and the sizes
+            # the Blosc header names the compressor and the sizes; Blosc runs without its thread pool
+            # (zarr sets numcodecs.blosc.use_threads = False when it is imported)
+            codec = blosc.decompress
         dtype = np.dtype(meta["data_type"]).newbyteorder("<")
         fill = meta.get("fill_value")
         fill = np.nan if fill == "NaN" else fill

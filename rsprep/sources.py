@@ -112,9 +112,9 @@ def open_source(src: str | Path) -> Source:
     root = Path(src)
     if not root.is_dir():
         raise InputNotFoundError(f"source folder {root} does not exist")
-    work = ds.read_build(root).get("stages", {}).get("metadata", {}).get("work")
-    if work:
-        return _dataset_source(root, Path(work))
+    work = ds.work_store(root)
+    if work is not None:
+        return _dataset_source(root, work)
     if is_layout(root):
         return _official_source(root)
     raise SourceError(

@@ -9,7 +9,6 @@ place when every patch is written; the metadata tables are copied beside them, a
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ from rsprep.convert import (
     group_plan,
     progress_bar,
     run_ordered,
+    say_log,
 )
 from rsprep.layout import GROUPS, LAYOUT_DIRS, MAP_SUFFIX, band_files, patch_dir
 from rsprep.sources import Item, Source, SourceError, SourceSpec, read_items
-from rsprep.workstore import replace_path
+from rsprep.workstore import building, replace_path
 
 PARTIAL = ".rsprep-tiff.partial"
 DEFAULT_CHUNK = 256
@@ -57,18 +57,13 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
 
     folder = root / patch_dir(group, key)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, rel in band_files(group, key).items():
-        arr = values[name]
-        with rasterio.open(
-            tmp / rel.name, "w", **profile(group, arr, values["_crs"], values["_transform"][name])
-        ) as dst:
-            dst.write(arr, 1)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with building(folder) as tmp:
+        for name, rel in band_files(group, key).items():
+            arr = values[name]
+            with rasterio.open(
+                tmp / rel.name, "w", **profile(group, arr, values["_crs"], values["_transform"][name])
+            ) as dst:
+                dst.write(arr, 1)
 
 
 def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
@@ -81,13 +76,7 @@ def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
     return len(items)
 
 
-class TiffBuild(PartialBuild):
-    @property
-    def path(self) -> Path:
-        return self.dest / PARTIAL
-
-
-def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -> ConvertResult:
+def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
     t0 = time.perf_counter()
     if source.spec.kind == "official" and dest.resolve() == source.root.resolve():
         raise SourceError(
@@ -95,7 +84,7 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=print) -
         )
     tasks, _, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
     dest.mkdir(parents=True, exist_ok=True)
-    build = TiffBuild(dest, record)
+    build = PartialBuild(dest, record, dest / PARTIAL)
     build.start(
         exists=any((dest / d).exists() for d in LAYOUT_DIRS),
         overwrite=options.overwrite,
@@ -143,8 +132,7 @@ def _copy_tables(source: Source, dest: Path) -> list[str]:
     for name in (ds.METADATA, ds.FLAGGED):
         src = source.root / name
         if src.is_file() and src.resolve() != (dest / name).resolve():
-            tmp = dest / f".{name}.tmp-{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest / name)
+            with building(dest / name, folder=False) as tmp:
+                shutil.copyfile(src, tmp)
             copied.append(name)
     return copied

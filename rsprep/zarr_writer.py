@@ -34,11 +34,12 @@ from rsprep.convert import (
     options_record,
     progress_bar,
     run_ordered,
+    say_log,
 )
 from rsprep.errors import InvalidParameterError
 from rsprep.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
 from rsprep.nomenclature import BEN19
-from rsprep.sources import Item, Source, SourceError, SourceSpec, read_items
+from rsprep.sources import Item, Source, SourceError, read_items
 from rsprep.stack import RESAMPLING, to_side
 from rsprep.workstore import compressors, consolidate, digest, replace_path
 
@@ -223,7 +224,7 @@ def write_shard(payload) -> int:
     return b - a
 
 
-def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -> ConvertResult:
+def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
     t0 = time.perf_counter()
     if source.table is None:
         raise SourceError(
@@ -310,6 +311,3 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=print) -
         time.perf_counter() - t0,
         {"files": files, "shard_patches": shard, "stack": options.stack},
     )
-
-
-__all__ = ["STORE_NAME", "SourceSpec", "multi_hot", "write_shard", "write_zarr"]

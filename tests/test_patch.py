@@ -84,10 +84,16 @@ def test_patch_names_and_bounds_follow_the_grid(work, manifest):
     assert (row.right - row.left, row.top - row.bottom) == (1200, 1200)
 
 
-def test_rerun_skips_unchanged_and_redoes_changed(work, archive, manifest, tmp_path):
+def _copy_first_product(archive, manifest, tmp_path):
+    """A private copy of the demo archive's first product, to modify."""
     src = archive / manifest["products"][0]["path"]
     prod = tmp_path / src.name
     shutil.copytree(src, prod)
+    return prod
+
+
+def test_rerun_skips_unchanged_and_redoes_changed(work, archive, manifest, tmp_path):
+    prod = _copy_first_product(archive, manifest, tmp_path)
     out = tmp_path / "w"
     assert patch_product(prod, out=out).status == "done"
     assert patch_product(prod, out=out).status == "skipped"
@@ -172,9 +178,7 @@ def test_parse_bands_and_options():
 
 
 def test_non_utm_product_is_refused(archive, manifest, tmp_path):
-    src = archive / manifest["products"][0]["path"]
-    prod = tmp_path / src.name
-    shutil.copytree(src, prod)
+    prod = _copy_first_product(archive, manifest, tmp_path)
     tl = next(prod.rglob("MTD_TL.xml"))
     text = tl.read_text()
     tl.write_text(text.replace("EPSG:32633", "EPSG:3035").replace("WGS84 / UTM zone 33N", "ETRS89 / LAEA"))
@@ -183,9 +187,7 @@ def test_non_utm_product_is_refused(archive, manifest, tmp_path):
 
 
 def test_undecodable_band_names_the_file(archive, manifest, tmp_path):
-    src = archive / manifest["products"][0]["path"]
-    prod = tmp_path / src.name
-    shutil.copytree(src, prod)
+    prod = _copy_first_product(archive, manifest, tmp_path)
     b03 = next(prod.rglob("*_B03_10m.jp2"))
     data = b03.read_bytes()
     b03.write_bytes(data[: len(data) // 2])  # header intact, code stream cut
