@@ -477,3 +477,23 @@ def test_full_disk_is_a_clear_error_and_resumable(ds_copy, tmp_path, monkeypatch
     assert 0 < len(logged) < 19  # the tasks finished before the 20th patch
     monkeypatch.setattr(tiff_writer, "write_patch", real)
     assert convert("tiff", ds_copy, tmp_path / "t", opts(chunk=8)).resumed_tasks == len(logged)
+
+
+def test_bad_options_and_a_missing_work_store_are_named(ds_copy, tmp_path):
+    from rsprep.errors import InvalidParameterError
+
+    for kw, flag in (
+        ({"compressor": "gzip"}, "--compressor"),
+        ({"stack": True, "stack_method": "cubic"}, "--stack-method"),
+        ({"class_order": "random"}, "--class-order"),
+        ({"shard_patches": 0}, "--shard-patches"),
+        ({"workers": 0}, "--workers"),
+    ):
+        with pytest.raises(InvalidParameterError, match=flag):
+            convert("zarr", ds_copy, tmp_path / "z.zarr", opts(**kw))
+    assert not (tmp_path / "z.zarr").exists()
+    build = json.loads((ds_copy / ds.BUILD).read_text())
+    build["stages"]["metadata"]["work"] = str(tmp_path / "gone")
+    (ds_copy / ds.BUILD).write_text(json.dumps(build))
+    with pytest.raises(SourceError, match=r"names the work store .*gone, which does not exist"):
+        convert("lmdb", ds_copy, None, QUIET)
