@@ -4,7 +4,7 @@
    straightforward single-process loop (rasterio per file → safetensors → one LMDB transaction), timed
    in the same run; every value of both environments is checked to be byte-identical.
 2. Random-access reads (all 12 bands + the reference map of a random patch): LMDB and Zarr through
-   ``rsprep.readers``, and the per-band GeoTIFFs as TorchGeo's ``BigEarthNetV2`` reads them (a glob
+   ``rsprep.formats.readers``, and the per-band GeoTIFFs as TorchGeo's ``BigEarthNetV2`` reads them (a glob
    per patch, ``rasterio.open`` per band, resampled to 120 × 120 with bilinear, int32). All files are
    in the page cache (warm reads), as in a training epoch after the first.
 
@@ -32,14 +32,14 @@ import zarr
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_patch import replace_section
 
-from rsprep import dataset as ds
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
-from rsprep.conversion import convert
-from rsprep.convert import ConvertOptions
-from rsprep.layout import band_files, scan
-from rsprep.nomenclature import BEN19
-from rsprep.readers import LmdbReader, ZarrReader
-from rsprep.tiff_writer import write_patch
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.nomenclature import BEN19
+from rsprep.formats.geotiff import write_patch
+from rsprep.formats.layout import band_files, scan
+from rsprep.formats.readers import LmdbReader, ZarrReader
+from rsprep.formats.resumable import ConvertOptions
+from rsprep.stages.convert import convert
+from rsprep.store import dataset as ds
 
 DATA = Path(__file__).parent / ".data"
 PREFIX = "S2A_MSIL2A_20180601T101031_N9999_R022_T33UUP"

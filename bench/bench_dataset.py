@@ -29,10 +29,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_patch import replace_section
 
-from rsprep.noise import NoiseOptions, label_matrix, make_noise
-from rsprep.nomenclature import BEN19
-from rsprep.split import SplitOptions
-from rsprep.splitting import split_table
+from rsprep.core.nomenclature import BEN19
+from rsprep.core.splits import SplitOptions
+from rsprep.stages.noise import NoiseOptions, label_matrix, make_noise
+from rsprep.stages.split import split_table
 
 N_SIDE, STEP, SIZE, P = 91, 100_000, 109_800, 1200
 

@@ -27,7 +27,7 @@ from test_kernels import (
     ref_nearest,
 )
 
-from rsprep import kernels
+from rsprep.core import kernels
 
 
 def best(fn, repeat=3) -> float:
@@ -56,8 +56,8 @@ def main() -> None:
     # a CLC-like partition of the 10920 x 10920 px grid: 4500 Voronoi cells, CLC codes as values
     import shapely
 
-    from rsprep.labels import CODE_BINS, CODE_LUT
-    from rsprep.rasterize import rasterize_patches
+    from rsprep.core.labels import CODE_BINS, CODE_LUT
+    from rsprep.core.rasterize import rasterize_patches
 
     side_m = 91 * 1200
     seeds = shapely.multipoints(rng.uniform(0, side_m, (4500, 2)))

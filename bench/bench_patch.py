@@ -20,8 +20,8 @@ from pathlib import Path
 
 FLOOR = """
 import sys, time, rasterio
-from rsprep.safe import read_product
-from rsprep.bands import SPECTRAL_BANDS
+from rsprep.inputs.safe import read_product
+from rsprep.core.bands import SPECTRAL_BANDS
 pr = read_product(sys.argv[1])
 t = time.perf_counter()
 for b in (*SPECTRAL_BANDS, "SCL"):
@@ -32,7 +32,7 @@ print(time.perf_counter() - t)
 
 PATCH = """
 import sys, time
-from rsprep.patch import patch_product
+from rsprep.stages.patch import patch_product
 t = time.perf_counter()
 r = patch_product(sys.argv[1], out=sys.argv[2], force=True)
 assert r.status == "done", r.error

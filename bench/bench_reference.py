@@ -34,8 +34,8 @@ from bench_patch import archive_args, ensure_archive, replace_section
 
 
 def _grid_store(archive_dir: Path):
-    from rsprep.patch import PatchOptions, patch_product
-    from rsprep.workstore import TileStore
+    from rsprep.stages.patch import PatchOptions, patch_product
+    from rsprep.store.workstore import TileStore
 
     product = ensure_archive(archive_dir, "gtiff")
     r = patch_product(product, out=archive_dir / "work-reference", options=PatchOptions(bands=("B02",)))
@@ -45,8 +45,8 @@ def _grid_store(archive_dir: Path):
 
 
 def run_rsprep(store, clc):
-    from rsprep.clc import open_clc
-    from rsprep.reference import LABELS_TABLE, REFERENCE_ARRAYS, reference_store
+    from rsprep.inputs.clc import open_clc
+    from rsprep.stages.reference import LABELS_TABLE, REFERENCE_ARRAYS, reference_store
 
     t = time.perf_counter()
     r = reference_store(store, open_clc(clc), force=True)
@@ -68,8 +68,8 @@ def run_naive(store, clc, flavour: str):
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
 
-    from rsprep.labels import label_patches
-    from rsprep.nomenclature import BEN19
+    from rsprep.core.labels import label_patches
+    from rsprep.core.nomenclature import BEN19
 
     grid = store.grid
     p, n = grid.pixels(10), grid.n

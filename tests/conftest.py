@@ -67,9 +67,9 @@ def full_archive(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference_work(archive, manifest, tmp_path_factory) -> Path:
     """The demo archive through patch, s1 and reference: a complete work store."""
-    from rsprep.patch import patch_products
-    from rsprep.reference import reference_work as run_reference
-    from rsprep.s1 import s1_work
+    from rsprep.stages.patch import patch_products
+    from rsprep.stages.reference import reference_work as run_reference
+    from rsprep.stages.s1 import s1_work
 
     out = tmp_path_factory.mktemp("dswork") / "work"
     patch_products([archive / p["path"] for p in manifest["products"]], out=out)
@@ -84,7 +84,7 @@ def reference_work(archive, manifest, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dataset(reference_work, archive, manifest, tmp_path_factory) -> Path:
     """``rsprep metadata`` of the demo work store with the synthetic country file."""
-    from rsprep.metadata import MetadataOptions, build_metadata
+    from rsprep.stages.metadata import MetadataOptions, build_metadata
 
     out = tmp_path_factory.mktemp("dataset") / "ds"
     build_metadata(reference_work, out, MetadataOptions(countries=archive / manifest["countries"]["path"]))
@@ -94,8 +94,8 @@ def dataset(reference_work, archive, manifest, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def overlap_work(tmp_path_factory) -> Path:
     """Two neighbouring 12 × 12-patch tiles (whose complete patches overlap), two dates each, no S1."""
-    from rsprep.patch import patch_products
-    from rsprep.reference import reference_work as run_reference
+    from rsprep.stages.patch import patch_products
+    from rsprep.stages.reference import reference_work as run_reference
     from rsprep.synth import SynthConfig, load_manifest, synthesize
 
     root = tmp_path_factory.mktemp("overlap")

@@ -1,6 +1,6 @@
 import pytest
 
-from rsprep.bands import SPECTRAL_BANDS, band, normalize_band_name
+from rsprep.core.bands import SPECTRAL_BANDS, band, normalize_band_name
 
 
 def test_twelve_spectral_bands_in_documented_order():

@@ -13,16 +13,16 @@ import pytest
 import rasterio
 import zarr
 
-from rsprep import dataset as ds
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
-from rsprep.conversion import convert
-from rsprep.convert import PROGRESS, ConvertOptions
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.nomenclature import BEN19
 from rsprep.errors import OutputExistsError
-from rsprep.layout import band_files, map_key
-from rsprep.nomenclature import BEN19
-from rsprep.readers import LmdbReader, ReaderError, TiffReader, ZarrReader, iter_patches
-from rsprep.sources import SourceError, open_source
-from rsprep.workstore import find_stores
+from rsprep.formats.layout import band_files, map_key
+from rsprep.formats.readers import LmdbReader, ReaderError, TiffReader, ZarrReader, iter_patches
+from rsprep.formats.resumable import PROGRESS, ConvertOptions
+from rsprep.formats.sources import SourceError, open_source
+from rsprep.stages.convert import convert
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import find_stores
 
 QUIET = ConvertOptions(quiet=True)
 
@@ -141,7 +141,7 @@ def test_lmdb_deterministic_across_worker_counts(ds_copy, tmp_path):
 
 
 def test_lmdb_resumes_after_an_interruption(ds_copy, tmp_path, monkeypatch):
-    from rsprep import lmdb_writer
+    from rsprep.formats import lmdb as lmdb_writer
 
     convert("lmdb", ds_copy, tmp_path / "clean", opts(chunk=4))
     calls = {"n": 0}
@@ -296,8 +296,8 @@ def test_tiff_layout(converted):
 
 
 def test_tiff_writer_reproduces_official_files_byte_for_byte(official, tmp_path):
-    from rsprep.sources import SourceSpec, read_items
-    from rsprep.tiff_writer import write_patch
+    from rsprep.formats.geotiff import write_patch
+    from rsprep.formats.sources import SourceSpec, read_items
 
     spec = SourceSpec("official", str(official))
     source = open_source(official)
@@ -381,7 +381,7 @@ def test_cli_convert(ds_copy, tmp_path):
 
 @pytest.mark.parametrize("compressor", ["lz4", "zstd"])
 def test_zarr_reader_fast_path_equals_zarr_python(ds_copy, tmp_path, compressor):
-    from rsprep.readers import ShardedPatchArray
+    from rsprep.formats.readers import ShardedPatchArray
 
     path = tmp_path / "z.zarr"
     convert("zarr", ds_copy, path, opts(compressor=compressor, shard_patches=8))
@@ -403,8 +403,8 @@ def test_zarr_reader_fast_path_equals_zarr_python(ds_copy, tmp_path, compressor)
 
 def test_lmdb_write_failure_keeps_progress_and_resumes(ds_copy, tmp_path, monkeypatch):
     """A real LMDB error (the map full) mid-run: a clear error, finished tasks kept, then a resume."""
-    from rsprep import lmdb_writer
-    from rsprep.convert import ConvertError
+    from rsprep.formats import lmdb as lmdb_writer
+    from rsprep.formats.resumable import ConvertError
 
     calls = {"n": 0}
     real = lmdb_writer._ensure_room
@@ -425,7 +425,8 @@ def test_lmdb_write_failure_keeps_progress_and_resumes(ds_copy, tmp_path, monkey
 
 
 def test_zarr_and_tiff_resume(ds_copy, tmp_path, monkeypatch):
-    from rsprep import tiff_writer, zarr_writer
+    from rsprep.formats import geotiff as tiff_writer
+    from rsprep.formats import zarr as zarr_writer
 
     for module, fn, fmt, dest, kw in (
         (zarr_writer, "write_shard", "zarr", tmp_path / "z.zarr", {"shard_patches": 4}),
@@ -457,8 +458,8 @@ def test_zarr_and_tiff_resume(ds_copy, tmp_path, monkeypatch):
 def test_full_disk_is_a_clear_error_and_resumable(ds_copy, tmp_path, monkeypatch):
     import errno
 
-    from rsprep import tiff_writer
-    from rsprep.convert import ConvertError
+    from rsprep.formats import geotiff as tiff_writer
+    from rsprep.formats.resumable import ConvertError
 
     real = tiff_writer.write_patch
     calls = {"n": 0}

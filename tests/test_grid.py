@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rsprep.errors import InvalidParameterError
-from rsprep.grid import (
+from rsprep.core.grid import (
     check_patch_size,
     parse_patch_id,
     parse_product_uri,
@@ -16,6 +15,7 @@ from rsprep.grid import (
     s1_patch_name,
     season,
 )
+from rsprep.errors import InvalidParameterError
 
 
 def test_reben_patch_grid_numbers():

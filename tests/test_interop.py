@@ -20,12 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rsprep import dataset as ds
-from rsprep.conversion import convert
-from rsprep.convert import ConvertOptions
-from rsprep.nomenclature import BEN19
-from rsprep.readers import LmdbReader
-from rsprep.sources import read_metadata
+from rsprep.core.nomenclature import BEN19
+from rsprep.formats.readers import LmdbReader
+from rsprep.formats.resumable import ConvertOptions
+from rsprep.formats.sources import read_metadata
+from rsprep.stages.convert import convert
+from rsprep.store import dataset as ds
 
 pytestmark = pytest.mark.interop
 HERE = Path(__file__).parent / "interop"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsprep import kernels
+from rsprep.core import kernels
 
 
 # -- plain-numpy references -------------------------------------------------------------------
@@ -220,7 +220,7 @@ def ref_burn(geoms, values, p, n, res=10.0):
 
 
 def our_burn(geoms, values, p, n, res=10.0):
-    from rsprep.rasterize import rasterize_patches
+    from rsprep.core.rasterize import rasterize_patches
 
     return rasterize_patches(
         np.array(geoms, dtype=object), np.array(values), ulx=0.0, uly=n * p * res, res=res, p=p, n=n

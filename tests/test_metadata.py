@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from rsprep.countries import CountryError, nearest_country, parse_candidates, read_countries
-from rsprep.dataset import FLAGGED, METADATA, METADATA_SCHEMA, SIDECAR
 from rsprep.errors import OutputExistsError
-from rsprep.metadata import MetadataOptions, build_metadata
-from rsprep.v1names import V1Error, read_v1
-from rsprep.workstore import WorkStoreError, find_stores
+from rsprep.inputs.countries import CountryError, nearest_country, parse_candidates, read_countries
+from rsprep.inputs.v1names import V1Error, read_v1
+from rsprep.stages.metadata import MetadataOptions, build_metadata
+from rsprep.store.dataset import FLAGGED, METADATA, METADATA_SCHEMA, SIDECAR
+from rsprep.store.workstore import WorkStoreError, find_stores
 
 SAMPLE = "reben-v2-metadata-sample"
 
@@ -230,7 +230,7 @@ def test_cli_metadata_split_noise(reference_work, tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_dataset_intact(dataset, reference_work, tmp_path, monkeypatch):
-    from rsprep import dataset as ds_module
+    from rsprep.store import dataset as ds_module
 
     copy = tmp_path / "ds"
     shutil.copytree(dataset, copy)
@@ -252,9 +252,9 @@ def test_a_failed_write_leaves_the_previous_dataset_intact(dataset, reference_wo
 
 
 def test_corrupt_tables_are_named(tmp_path):
-    from rsprep.dataset import DatasetError
-    from rsprep.split import SplitOptions
-    from rsprep.splitting import split_target
+    from rsprep.core.splits import SplitOptions
+    from rsprep.stages.split import split_target
+    from rsprep.store.dataset import DatasetError
 
     bad = tmp_path / "metadata.parquet"
     bad.write_bytes(b"PAR1 not really")

@@ -13,10 +13,10 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rsprep.core.labels import label_patches
+from rsprep.core.nomenclature import BEN19
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.labels import label_patches
-from rsprep.noise import NoiseOptions, label_matrix, make_noise
-from rsprep.nomenclature import BEN19
+from rsprep.stages.noise import NoiseOptions, label_matrix, make_noise
 
 CLASSES = list(BEN19.classes)
 ALPHA = sorted(CLASSES)

@@ -14,14 +14,14 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from rsprep import kernels
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core import kernels
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError, InvalidProductError, MissingBandFilesError
-from rsprep.patch import PatchOptions, parse_bands, patch_product, patch_products
-from rsprep.safe import read_product
-from rsprep.sen2cor import Sen2corError
+from rsprep.inputs.safe import read_product
+from rsprep.inputs.sen2cor import Sen2corError
+from rsprep.stages.patch import PatchOptions, parse_bands, patch_product, patch_products
+from rsprep.store.workstore import TileStore, find_stores
 from rsprep.synth import SynthConfig, synthesize
-from rsprep.workstore import TileStore, find_stores
 
 
 @pytest.fixture(scope="module")

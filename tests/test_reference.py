@@ -14,14 +14,20 @@ import pytest
 import rasterio
 import shapely
 
-from rsprep.clc import ClcError, open_clc, parse_codes, read_clc
+from rsprep.core.labels import label_patches
+from rsprep.core.nomenclature import BEN19, BEN43, CLC_LEVEL3, get
+from rsprep.core.rasterize import rasterize_grid, rasterize_patches
 from rsprep.errors import InputNotFoundError, InvalidParameterError
-from rsprep.labels import label_patches
-from rsprep.nomenclature import BEN19, BEN43, CLC_LEVEL3, get
-from rsprep.patch import patch_product
-from rsprep.rasterize import rasterize_grid, rasterize_patches
-from rsprep.reference import LABELS_TABLE, REFERENCE_ARRAYS, ReferenceOptions, reference_store, reference_work
-from rsprep.workstore import TileGrid, TileStore
+from rsprep.inputs.clc import ClcError, open_clc, parse_codes, read_clc
+from rsprep.stages.patch import patch_product
+from rsprep.stages.reference import (
+    LABELS_TABLE,
+    REFERENCE_ARRAYS,
+    ReferenceOptions,
+    reference_store,
+    reference_work,
+)
+from rsprep.store.workstore import TileGrid, TileStore
 
 REAL_MAP = "reben-v2-patches/Reference_Maps"
 
@@ -319,7 +325,7 @@ def test_clc_that_misses_the_tile_warns_and_leaves_everything_unlabeled(work, ma
 def test_grid_of_a_real_tile_in_another_crs(shared_data):
     # T33SVV-like grid over Malta (ED50 / UTM 33N data onto WGS 84 / UTM 33N patches)
     source = open_clc(shared_data("clc-malta/clc/clc2018_mt.gpkg.zip"))
-    from rsprep.reference import grid_maps
+    from rsprep.stages.reference import grid_maps
 
     grid = TileGrid(
         "T33SVV", 32633, 399960.0, 4000020.0, 109800.0, 1200, 91, "S2X_MSIL2A_X_N0000_R000_T33SVV"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rsprep.errors import InputNotFoundError, InvalidProductError, MissingBandFilesError
-from rsprep.safe import read_product
+from rsprep.inputs.safe import read_product
 
 T29UNU_URI = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
 MISSING_T29UNU = {"B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"}

@@ -12,9 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.metadata import MetadataOptions, build_metadata
-from rsprep.split import (
+from rsprep.core.splits import (
     SplitOptions,
     block_split,
     parse_fractions,
@@ -23,7 +21,9 @@ from rsprep.split import (
     ring_bounds,
     tile_border,
 )
-from rsprep.splitting import split_table, split_target
+from rsprep.errors import InvalidParameterError, OutputExistsError
+from rsprep.stages.metadata import MetadataOptions, build_metadata
+from rsprep.stages.split import split_table, split_target
 
 SAMPLE = "reben-v2-metadata-sample"
 FILES = ("metadata.parquet", "metadata_for_patches_with_snow_cloud_or_shadow.parquet")
@@ -173,8 +173,8 @@ def test_leakage_random_leaks_and_tile_border_does_not(overlap_work, tmp_path):
     report = json.loads((ds / "split_report.json").read_text())
     assert report["method"] == "tile-border" and report["frame"] == "EPSG:3035"
     # the two tiles' complete patches overlap, and each tile has two dates: both kinds of shared ground
-    from rsprep.leakage import overlapping_pairs
-    from rsprep.positions import positions
+    from rsprep.core.leakage import overlapping_pairs
+    from rsprep.core.positions import positions
 
     names = parse_patch_ids(side.column("patch_id"))
     pos = positions(side, names, patch_size=1200.0)
@@ -215,8 +215,8 @@ def test_neighbour_counts_use_exact_grid_distances():
             "bottom": [5398800.0] * 4,
         }
     )
-    from rsprep.leakage import leakage_report
-    from rsprep.positions import positions
+    from rsprep.core.leakage import leakage_report
+    from rsprep.core.positions import positions
 
     pos = positions(table, parse_patch_ids(table.column("patch_id")), patch_size=1200.0)
     codes = np.array([0, 2, 0, 0], dtype=np.int8)  # train test train train

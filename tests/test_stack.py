@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rsprep import kernels
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core import kernels
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError
-from rsprep.patch import PatchOptions, patch_product
-from rsprep.stack import stack_store, stack_work
-from rsprep.workstore import TileStore, WorkStoreError
+from rsprep.stages.patch import PatchOptions, patch_product
+from rsprep.stages.stack import stack_store, stack_work
+from rsprep.store.workstore import TileStore, WorkStoreError
 
 
 @pytest.fixture(scope="module")

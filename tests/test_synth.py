@@ -12,10 +12,10 @@ import pyogrio
 import pytest
 import rasterio
 
-from rsprep.bands import SPECTRAL_BANDS
+from rsprep.core.bands import SPECTRAL_BANDS
+from rsprep.core.grid import parse_patch_id
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.grid import parse_patch_id
-from rsprep.safe import read_product
+from rsprep.inputs.safe import read_product
 from rsprep.synth import SynthConfig, load_manifest, synthesize
 from rsprep.synth.spectra import CLC_CODES
 

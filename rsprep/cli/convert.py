@@ -59,8 +59,8 @@ def convert(
     and only once the new one is complete.
     """
     from rsprep.cli.main import quiet
-    from rsprep.conversion import convert as run
-    from rsprep.convert import ConvertOptions
+    from rsprep.formats.resumable import ConvertOptions
+    from rsprep.stages.convert import convert as run
 
     options = ConvertOptions(
         workers=default_workers(workers),

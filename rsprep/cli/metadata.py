@@ -64,9 +64,9 @@ def metadata(
 ) -> None:
     """Merge the work store into metadata.parquet, the snow/cloud file and patches.parquet."""
     from rsprep.cli.main import quiet
-    from rsprep.countries import parse_candidates
-    from rsprep.metadata import MetadataOptions, build_metadata
-    from rsprep.split import SplitOptions, parse_fractions
+    from rsprep.core.splits import SplitOptions, parse_fractions
+    from rsprep.inputs.countries import parse_candidates
+    from rsprep.stages.metadata import MetadataOptions, build_metadata
 
     options = MetadataOptions(
         snow_threshold=snow_threshold,

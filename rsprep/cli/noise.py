@@ -77,7 +77,7 @@ def noise(
 ) -> None:
     """Write noise/<name>.parquet (labels, labels_noisy), the flip log and noise/<name>.json."""
     from rsprep.cli.main import quiet
-    from rsprep.noise import NoiseOptions, make_noise
+    from rsprep.stages.noise import NoiseOptions, make_noise
 
     options = NoiseOptions(
         mode=mode,

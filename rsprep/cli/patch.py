@@ -32,10 +32,10 @@ def patch(
     """Cut products into patches: native-resolution bands, validity, nodata and SCL fractions."""
     from tqdm import tqdm
 
-    from rsprep.bands import SPECTRAL_BANDS
     from rsprep.cli.main import quiet
     from rsprep.cli.report import show_results
-    from rsprep.patch import PatchOptions, patch_products
+    from rsprep.core.bands import SPECTRAL_BANDS
+    from rsprep.stages.patch import PatchOptions, patch_products
 
     opts = PatchOptions(patch_size=patch_size, bands=bands or SPECTRAL_BANDS, harmonize=harmonize)
     with tqdm(total=len(products), desc="patch", unit="product", disable=quiet(), leave=False) as bar:

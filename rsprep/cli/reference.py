@@ -51,7 +51,7 @@ def reference(
     """Rasterize CLC onto every patch (pixel-centre rule, CLC codes) and derive its multi-labels."""
     from rsprep.cli.main import quiet
     from rsprep.cli.report import show_results
-    from rsprep.reference import ReferenceOptions, reference_work
+    from rsprep.stages.reference import ReferenceOptions, reference_work
 
     def warn(r) -> None:
         for w in r.warnings:

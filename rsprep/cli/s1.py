@@ -30,7 +30,7 @@ def s1(
     """For every valid S2 patch: the closest fully covering S1 scene, resampled onto its 10 m grid."""
     from rsprep.cli.main import quiet
     from rsprep.cli.report import show_results
-    from rsprep.s1 import s1_work
+    from rsprep.stages.s1 import s1_work
 
     pols = [p.strip() for p in pol.split(",") if p.strip()]
     results, discovery = s1_work(

@@ -47,9 +47,9 @@ def split(
     import json
 
     from rsprep.cli.main import quiet
-    from rsprep.leakage import summary
-    from rsprep.split import SplitOptions, parse_fractions
-    from rsprep.splitting import split_target
+    from rsprep.core.leakage import summary
+    from rsprep.core.splits import SplitOptions, parse_fractions
+    from rsprep.stages.split import split_target
 
     options = SplitOptions(
         method=method,

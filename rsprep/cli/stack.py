@@ -20,7 +20,7 @@ def stack(
     """Stack the 12 spectral bands on the 10 m grid in the order B01…B08, B8A, B09, B11, B12."""
     from rsprep.cli.main import quiet
     from rsprep.cli.report import show_results
-    from rsprep.stack import stack_work
+    from rsprep.stages.stack import stack_work
 
     results = stack_work(work, resampling=resampling, force=force)
     show_results(

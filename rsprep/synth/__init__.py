@@ -108,7 +108,7 @@ def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
     from pyproj import Transformer
 
     from rsprep import __version__
-    from rsprep.grid import parse_product_uri, patch_name, patches_per_side
+    from rsprep.core.grid import parse_product_uri, patch_name, patches_per_side
     from rsprep.synth import layout
     from rsprep.synth.landcover import make_truth, world_bounds
     from rsprep.synth.render import render_product

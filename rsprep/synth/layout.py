@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from rsprep.core.grid import TILE_SIZE_M, check_patch_size
 from rsprep.errors import InvalidParameterError
-from rsprep.grid import TILE_SIZE_M, check_patch_size
 
 #: The first tile sits where the real T33UUP sits, so our grid can be checked against real reBEN patches.
 FIRST_TILE = "T33UUP"

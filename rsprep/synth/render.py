@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rsprep.bands import BANDS_BY_NAME, L1C_BANDS, SPECTRAL_BANDS
+from rsprep.core.bands import BANDS_BY_NAME, L1C_BANDS, SPECTRAL_BANDS
 from rsprep.synth import sky as skymod
 from rsprep.synth.landcover import Truth
 from rsprep.synth.layout import FIRST_ULX, FIRST_ULY, ProductSpec

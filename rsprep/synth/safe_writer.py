@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from rsprep.bands import BANDS_BY_NAME, L1C_BANDS, SPECTRAL_BANDS
+from rsprep.core.bands import BANDS_BY_NAME, L1C_BANDS, SPECTRAL_BANDS
 from rsprep.synth.layout import EPSG, RELATIVE_ORBIT, ProductSpec
 from rsprep.synth.render import QUANTIFICATION, Rendered
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsprep.bands import SPECTRAL_BANDS
+from rsprep.core.bands import SPECTRAL_BANDS
 
 # Surface types; each CLC code maps to one (and the SCL class and backscatter follow from it).
 SURFACES: tuple[str, ...] = (

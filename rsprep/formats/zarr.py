@@ -25,8 +25,11 @@ import numpy as np
 import pyarrow as pa
 
 from rsprep import __version__
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
-from rsprep.convert import (
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.nomenclature import BEN19
+from rsprep.errors import InvalidParameterError
+from rsprep.formats.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
+from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
     PartialBuild,
@@ -36,12 +39,9 @@ from rsprep.convert import (
     run_ordered,
     say_log,
 )
-from rsprep.errors import InvalidParameterError
-from rsprep.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
-from rsprep.nomenclature import BEN19
-from rsprep.sources import Item, Source, SourceError, read_items
-from rsprep.stack import RESAMPLING, to_side
-from rsprep.workstore import compressors, consolidate, digest, replace_path
+from rsprep.formats.sources import Item, Source, SourceError, read_items
+from rsprep.stages.stack import RESAMPLING, to_side
+from rsprep.store.workstore import compressors, consolidate, digest, replace_path
 
 STORE_NAME = "dataset.zarr"
 FORMAT = "rsprep-reben-zarr"

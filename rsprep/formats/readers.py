@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.layout import GROUP_BANDS, MAP_BAND, band_files, map_key
+from rsprep.formats.layout import GROUP_BANDS, MAP_BAND, band_files, map_key
 
 REFERENCE_MAP = "reference_map"
 

@@ -3,7 +3,7 @@
 Per store: read the CLC polygons whose envelope meets the tile (bbox filter at read time),
 reproject them to the tile CRS, rasterize the whole grid once at 10 m straight into patch layout
 (pixel-centre rule, burn value = CLC code, 0 where no polygon; identical to GDAL's rasterizer),
-then histogram codes per patch and apply the label rule (:mod:`rsprep.labels`).
+then histogram codes per patch and apply the label rule (:mod:`rsprep.core.labels`).
 
 Outputs in the store (atomic, skipped when parameters and inputs are unchanged):
 ``reference.zarr/reference_map`` uint16 (N, P/10, P/10) aligned with ``s2.zarr``, and
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rsprep.clc import ClcSource, open_clc, read_clc
+from rsprep.core.labels import CODE_BINS, DEFAULT_MAX_UNLABELED, PatchLabels, label_patches
+from rsprep.core.nomenclature import Nomenclature
+from rsprep.core.nomenclature import get as get_nomenclature
+from rsprep.core.rasterize import rasterize_patches
 from rsprep.errors import InvalidParameterError, RsprepError
-from rsprep.labels import CODE_BINS, DEFAULT_MAX_UNLABELED, PatchLabels, label_patches
-from rsprep.nomenclature import Nomenclature
-from rsprep.nomenclature import get as get_nomenclature
-from rsprep.rasterize import rasterize_patches
-from rsprep.workstore import (
+from rsprep.inputs.clc import ClcSource, open_clc, read_clc
+from rsprep.store.workstore import (
     TileGrid,
     TileStore,
     building,
@@ -255,7 +255,7 @@ def reference_work(
     source = open_clc(clc, layer=layer, code_field=code_field, crs=clc_crs)
     stores = find_stores(work)
     tasks = [(str(s.path), source, opts, force) for s in stores]
-    from rsprep.parallel import run_tasks
+    from rsprep.stages.runner import run_tasks
 
     return run_tasks(_reference_one, tasks, workers=workers, on_result=on_result), source
 

@@ -13,7 +13,8 @@ import math
 import time
 from pathlib import Path
 
-from rsprep.convert import (
+from rsprep.formats.layout import GROUPS
+from rsprep.formats.resumable import (
     ConvertError,
     ConvertOptions,
     ConvertResult,
@@ -23,9 +24,8 @@ from rsprep.convert import (
     run_ordered,
     say_log,
 )
-from rsprep.layout import GROUPS
-from rsprep.sources import Item, Source, SourceSpec, read_items
-from rsprep.workstore import replace_path
+from rsprep.formats.sources import Item, Source, SourceSpec, read_items
+from rsprep.store.workstore import replace_path
 
 MIB = 1 << 20
 #: Values per task (one read in a worker, one write transaction): small for per-file GeoTIFF reads,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rsprep.bands import SPECTRAL_BANDS, band
+from rsprep.core.bands import SPECTRAL_BANDS, band
 
 S2_DIR = "BigEarthNet-S2"
 S1_DIR = "BigEarthNet-S1"

@@ -18,11 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep import dataset as ds
-from rsprep.bands import SPECTRAL_BANDS, band
-from rsprep.convert import chunks
+from rsprep.core.bands import SPECTRAL_BANDS, band
 from rsprep.errors import InputNotFoundError, InvalidParameterError
-from rsprep.layout import (
+from rsprep.formats.layout import (
     GROUP_BANDS,
     GROUP_DTYPES,
     GROUPS,
@@ -34,7 +32,9 @@ from rsprep.layout import (
     scan,
     strip_parts,
 )
-from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
+from rsprep.formats.resumable import chunks
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
 
 
 class SourceError(InvalidParameterError):
@@ -152,7 +152,7 @@ def _dataset_source(root: Path, work: Path) -> Source:
         )
     table = read_metadata(root, required=True)
     stores = {s.name: s for s in find_stores(work)}
-    from rsprep.split import parse_patch_ids
+    from rsprep.core.splits import parse_patch_ids
 
     ids = table.column("patch_id").to_pylist()
     s1_names = table.column("s1_name").to_pylist()
@@ -288,7 +288,7 @@ def read_items(spec: SourceSpec, group: str, items: list[Item], *, georef: bool 
 
 
 def _read_official(root: Path, group: str, items: list[Item], georef: bool) -> list[dict]:
-    from rsprep.readers import ReaderError, TiffReader
+    from rsprep.formats.readers import ReaderError, TiffReader
 
     reader = TiffReader(root)
     out = []
@@ -311,7 +311,7 @@ def _read_official(root: Path, group: str, items: list[Item], georef: bool) -> l
 def _read_georef(root: Path, group: str, key: str) -> dict:
     import rasterio
 
-    from rsprep.readers import ReaderError
+    from rsprep.formats.readers import ReaderError
 
     values: dict[str, Any] = {"_transform": {}}
     for name, rel in band_files(group, key).items():

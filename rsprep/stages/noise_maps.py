@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from rsprep import dataset as ds
+from rsprep.core.labels import label_patches
+from rsprep.core.nomenclature import Nomenclature
+from rsprep.core.splits import parse_patch_ids
 from rsprep.errors import InvalidParameterError
-from rsprep.labels import label_patches
-from rsprep.nomenclature import Nomenclature
-from rsprep.split import parse_patch_ids
-from rsprep.workstore import building, compressors, consolidate, find_stores
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import building, compressors, consolidate, find_stores
 
 
 def _work_store(target: Path, source: Path) -> Path:

@@ -33,10 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsprep import __version__
-from rsprep import dataset as ds
+from rsprep.core.nomenclature import BEN19, BEN43, Nomenclature
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.nomenclature import BEN19, BEN43, Nomenclature
-from rsprep.workstore import write_json_atomic
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import write_json_atomic
 
 MODES = ("subtractive", "additive", "mixed", "uniform", "sample", "swap", "matrix")
 SAMPLINGS = ("exact", "bernoulli")
@@ -441,7 +441,7 @@ def make_noise(
     if options.mode == "sample":
         result = sample_mode(clean, classes, active, options)
     elif options.mode == "swap":
-        from rsprep.noise_maps import apply_swaps
+        from rsprep.stages.noise_maps import apply_swaps
 
         swaps = choose_swaps(clean, active, options)
         ids = table.column("patch_id").take(pa.array(target_rows)).to_pylist()

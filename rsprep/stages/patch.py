@@ -3,7 +3,7 @@
 For each product: the complete patch grid, the selected spectral bands per patch at native size,
 patch names and bounds, validity (no nodata in any band) and the nodata fraction, SCL cloud /
 shadow / snow fractions, season, radiometry, and the quality verdict, written as one work-store
-folder (``rsprep.workstore``).
+folder (``rsprep.store.workstore``).
 
 Each band file is decoded exactly once, whole, while the previous band is cut, measured and
 compressed in the main thread, so the stage costs little more than decoding the JPEG2000 files.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rsprep.bands import (
+from rsprep.core.bands import (
     BANDS_BY_NAME,
     SCL,
     SCL_CLASSES,
@@ -32,10 +32,10 @@ from rsprep.bands import (
     SPECTRAL_BANDS,
     normalize_band_name,
 )
+from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, check_patch_size, patches_per_side, season
+from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
-from rsprep.grid import DEFAULT_PATCH_SIZE_M, check_patch_size, patches_per_side, season
-from rsprep.radiometry import check_mode, harmonize, output_dtype
-from rsprep.workstore import (
+from rsprep.store.workstore import (
     MANIFEST,
     STORE_FORMAT,
     STORE_VERSION,
@@ -141,7 +141,7 @@ def patch_product(
     Raises:
         RsprepError: unreadable product, missing or wrongly sized band files, non-UTM CRS, ...
     """
-    from rsprep.safe import read_product
+    from rsprep.inputs.safe import read_product
 
     t0 = time.perf_counter()
     opts = options or PatchOptions()
@@ -150,7 +150,7 @@ def patch_product(
     pr = read_product(product)
     notes: list[str] = []
     if pr.level == "L1C":
-        from rsprep.sen2cor import l1c_to_l2a
+        from rsprep.inputs.sen2cor import l1c_to_l2a
 
         say(f"sen2cor {pr.tile_id}")
         l2a_path = l1c_to_l2a(pr, work=out, executable=sen2cor)
@@ -301,7 +301,7 @@ def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say:
     dtype = output_dtype(opts.harmonize)
     jobs = [(f.band, f.resolution, pr.gdal_path(f)) for f in files]
 
-    from rsprep import kernels
+    from rsprep.core import kernels
 
     scl_counts = None
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -462,7 +462,7 @@ def patch_products(
             first_of[prefix] = str(p)
         tasks.append((str(p), str(out), opts, force, sen2cor))
         slots.append(i)
-    from rsprep.parallel import run_tasks
+    from rsprep.stages.runner import run_tasks
 
     for i, r in zip(slots, run_tasks(_patch_one, tasks, workers=workers, on_result=on_result), strict=True):
         results[i] = r
@@ -470,7 +470,7 @@ def patch_products(
 
 
 def _prefix_or_none(product) -> str | None:
-    from rsprep.safe import read_product
+    from rsprep.inputs.safe import read_product
 
     try:
         return read_product(product, check_files=False).patch_prefix

@@ -17,11 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep import dataset as ds
-from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.leakage import leakage_report, write_report
-from rsprep.positions import positions
-from rsprep.split import (
+from rsprep.core.leakage import leakage_report, write_report
+from rsprep.core.positions import positions
+from rsprep.core.splits import (
     SplitOptions,
     block_split,
     code_names,
@@ -31,6 +29,8 @@ from rsprep.split import (
     ranked_groups,
     tile_border,
 )
+from rsprep.errors import InvalidParameterError, OutputExistsError
+from rsprep.store import dataset as ds
 
 REPORT = "split_report.json"
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from rsprep import dataset as ds
-from rsprep.convert import FORMATS, ConvertOptions, ConvertResult, say_log
 from rsprep.errors import InvalidParameterError
-from rsprep.sources import open_source
+from rsprep.formats.resumable import FORMATS, ConvertOptions, ConvertResult, say_log
+from rsprep.formats.sources import open_source
+from rsprep.store import dataset as ds
 
 
 def default_output(fmt: str, root: Path) -> Path:
     """Where a format goes inside a dataset folder (DESIGN §7): lmdb/, zarr/dataset.zarr, the layout."""
-    from rsprep.zarr_writer import STORE_NAME
+    from rsprep.formats.zarr import STORE_NAME
 
     return {"lmdb": root / "lmdb", "zarr": root / "zarr" / STORE_NAME, "tiff": root}[fmt]
 
@@ -32,11 +32,11 @@ def convert(
         say(note)
     dest = Path(out) if out is not None else default_output(fmt, source.root)
     if fmt == "lmdb":
-        from rsprep.lmdb_writer import write_lmdb as write
+        from rsprep.formats.lmdb import write_lmdb as write
     elif fmt == "zarr":
-        from rsprep.zarr_writer import write_zarr as write
+        from rsprep.formats.zarr import write_zarr as write
     else:
-        from rsprep.tiff_writer import write_tiff as write
+        from rsprep.formats.geotiff import write_tiff as write
     result = write(source, dest, options, say)
     if source.spec.kind == "dataset":
         record = {k: v for k, v in asdict(result).items() if k != "format"}

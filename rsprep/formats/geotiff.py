@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-from rsprep import dataset as ds
-from rsprep.convert import (
+from rsprep.formats.layout import GROUPS, LAYOUT_DIRS, MAP_SUFFIX, band_files, patch_dir
+from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
     PartialBuild,
@@ -23,9 +23,9 @@ from rsprep.convert import (
     run_ordered,
     say_log,
 )
-from rsprep.layout import GROUPS, LAYOUT_DIRS, MAP_SUFFIX, band_files, patch_dir
-from rsprep.sources import Item, Source, SourceError, SourceSpec, read_items
-from rsprep.workstore import building, replace_path
+from rsprep.formats.sources import Item, Source, SourceError, SourceSpec, read_items
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import building, replace_path
 
 PARTIAL = ".rsprep-tiff.partial"
 DEFAULT_CHUNK = 256

@@ -24,7 +24,7 @@ from typing import Any
 
 from rsprep import __version__
 from rsprep.errors import OutputExistsError, RsprepError
-from rsprep.workstore import digest, write_json_atomic
+from rsprep.store.workstore import digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 #: Where the writers report resuming or discarding a partial build unless a caller passes ``say``.
@@ -152,7 +152,7 @@ def group_plan(fmt: str, source, size: int) -> tuple[list[tuple[int, str, list]]
     Returns ``(unit, group, items)`` per task, the number of tasks of each write unit
     (:meth:`Source.units`) and the plan record.
     """
-    from rsprep.layout import GROUPS
+    from rsprep.formats.layout import GROUPS
 
     tasks: list[tuple[int, str, list]] = []
     per_unit: list[int] = []

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from rsprep.core.nomenclature import CLC_CODES
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.nomenclature import CLC_CODES
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Reads the patch stage's native-resolution arrays and writes ``stack.zarr/s2_stacked`` of shape
 (N, 12, P/10, P/10) in the order B01 … B08, B8A, B09, B11, B12, with the resampling method in the
-attributes (never silent). Upsampling works within each patch (``rsprep.kernels``).
+attributes (never silent). Upsampling works within each patch (``rsprep.core.kernels``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rsprep.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError, RsprepError
-from rsprep.workstore import (
+from rsprep.store.workstore import (
     TileStore,
     WorkStoreError,
     building,
@@ -43,7 +43,7 @@ class StackResult:
 
 def to_side(native: np.ndarray, side: int, resampling: str, nodata) -> np.ndarray:
     """(N, h, w) patches upsampled to (N, side, side) by ``resampling`` (unchanged when h == side)."""
-    from rsprep import kernels
+    from rsprep.core import kernels
 
     factor = side // native.shape[1]
     if factor == 1:
@@ -62,7 +62,7 @@ def stack_store(
         WorkStoreError: the patch stage is missing or did not keep all 12 bands.
         InvalidParameterError: unknown resampling method.
     """
-    from rsprep.patch import S2_ARRAYS
+    from rsprep.stages.patch import S2_ARRAYS
 
     t0 = time.perf_counter()
     if resampling not in RESAMPLING:

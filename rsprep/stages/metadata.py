@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rsprep import dataset as ds
+from rsprep.core.leakage import write_report
+from rsprep.core.splits import SplitOptions, code_names
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.leakage import write_report
-from rsprep.split import SplitOptions, code_names
-from rsprep.splitting import REPORT, split_table
-from rsprep.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
+from rsprep.stages.split import REPORT, split_table
+from rsprep.store import dataset as ds
+from rsprep.store.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
 
 STAGE = "metadata"
 _PATCH_COLUMNS = (
@@ -176,7 +176,7 @@ def _countries(table: pa.Table, options: MetadataOptions) -> tuple[pa.Array, pa.
     n = table.num_rows
     if options.countries is None:
         return pa.nulls(n, pa.string()), pa.nulls(n, pa.float64()), {"file": None}
-    from rsprep.countries import nearest_country, read_countries
+    from rsprep.inputs.countries import nearest_country, read_countries
 
     countries = read_countries(
         options.countries,
@@ -200,7 +200,7 @@ def _countries(table: pa.Table, options: MetadataOptions) -> tuple[pa.Array, pa.
 def _v1(table: pa.Table, options: MetadataOptions) -> tuple[pa.Array, dict[str, Any]]:
     if options.v1 is None:
         return pa.nulls(table.num_rows, pa.string()), {"source": None}
-    from rsprep.v1names import read_v1
+    from rsprep.inputs.v1names import read_v1
 
     index = read_v1(options.v1)
     day = pc.strftime(table.column("sensing_time"), format="%Y%m%d").to_numpy(zero_copy_only=False)

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from rsprep.bands import BANDS_BY_ID, SCL, SCL_RESOLUTION, SPECTRAL_BANDS, band, normalize_band_name
+from rsprep.core.bands import BANDS_BY_ID, SCL, SCL_RESOLUTION, SPECTRAL_BANDS, band, normalize_band_name
+from rsprep.core.grid import parse_product_uri
 from rsprep.errors import (
     InputNotFoundError,
     InvalidParameterError,
     InvalidProductError,
     MissingBandFilesError,
 )
-from rsprep.grid import parse_product_uri
 
 log = logging.getLogger(__name__)
 

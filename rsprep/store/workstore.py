@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from rsprep import __version__
+from rsprep.core.grid import patch_bounds, patch_name
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.grid import patch_bounds, patch_name
 
 STORE_FORMAT = "rsprep-workstore"
 STORE_VERSION = 1

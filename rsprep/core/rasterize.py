@@ -1,6 +1,6 @@
 """Polygons (shapely, in the grid's CRS) → a patch-major raster, with GDAL's pixel-centre rule.
 
-The pixel work is :func:`rsprep.kernels.burn_polygons`; this module only turns geometries into
+The pixel work is :func:`rsprep.core.kernels.burn_polygons`; this module only turns geometries into
 flat vertex arrays in pixel space, computed exactly as GDAL's inverse geotransform does, so that
 the result equals ``rasterio.features.rasterize`` bit for bit (tested on real CLC).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsprep import kernels
+from rsprep.core import kernels
 
 
 def pixel_arrays(geometries: np.ndarray, values: np.ndarray, ulx: float, uly: float, res: float):
@@ -17,7 +17,7 @@ def pixel_arrays(geometries: np.ndarray, values: np.ndarray, ulx: float, uly: fl
 
     Returns ``xs, ys, ring_offsets, part_ring_offsets, part_values``: one *part* per polygon
     (GDAL burns the parts of a multipolygon one by one in replace mode), each ring walked in
-    GDAL's order (:func:`rsprep.kernels.gdal_ring_order`). Pixel space is (column, row) of a
+    GDAL's order (:func:`rsprep.core.kernels.gdal_ring_order`). Pixel space is (column, row) of a
     north-up grid with upper-left corner (``ulx``, ``uly``) and square pixels of ``res``; a pixel's
     centre is at (c + 0.5, r + 0.5).
     """

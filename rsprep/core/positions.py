@@ -19,8 +19,8 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS, Geod, Transformer
 
+from rsprep.core.splits import PatchNames
 from rsprep.errors import InvalidParameterError
-from rsprep.split import PatchNames
 
 #: Tile-local positions of different tiles are put this far apart (metres), so they never meet.
 _TILE_OFFSET = 1.0e9

@@ -65,7 +65,7 @@ def l1c_to_l2a(product, *, work: Path, executable: str | None = None) -> Path:
     Raises:
         Sen2corError: sen2cor missing, failing, or writing no matching L2A product.
     """
-    from rsprep.safe import read_product
+    from rsprep.inputs.safe import read_product
 
     exe = find_sen2cor(executable)
     base = Path(work) / ".sen2cor" / product.product_uri.removesuffix(".SAFE")

@@ -27,9 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep.dataset import SPLITS
+from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TILE_SIZE_M
 from rsprep.errors import InvalidParameterError
-from rsprep.grid import DEFAULT_PATCH_SIZE_M, TILE_SIZE_M
+from rsprep.store.dataset import SPLITS
 
 METHODS = ("tile-border", "block", "tile", "random")
 DROPPED = -1

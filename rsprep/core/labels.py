@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsprep import kernels
-from rsprep.nomenclature import CLC_CODES, Nomenclature
+from rsprep.core import kernels
+from rsprep.core.nomenclature import CLC_CODES, Nomenclature
 
 DEFAULT_MAX_UNLABELED = 0.25
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rsprep.core.grid import s1_patch_name, season
 from rsprep.errors import InputNotFoundError, InvalidParameterError, RsprepError
-from rsprep.grid import s1_patch_name, season
-from rsprep.workstore import (
+from rsprep.store.workstore import (
     TileGrid,
     TileStore,
     building,
