@@ -1,4 +1,4 @@
-"""``rsprep convert``: a dataset or an official reBEN download to LMDB, Zarr or GeoTIFFs (DESIGN §7.3–7.5)."""
+"""``rsprep convert``: a dataset or an official reBEN download to LMDB, Zarr or GeoTIFFs (docs/formats.md)."""
 
 from __future__ import annotations
 

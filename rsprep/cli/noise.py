@@ -1,4 +1,4 @@
-"""``rsprep noise``: a reproducible label-noise variant of a dataset's labels (DESIGN §6)."""
+"""``rsprep noise``: a reproducible label-noise variant of a dataset's labels (docs/noise.md)."""
 
 from __future__ import annotations
 

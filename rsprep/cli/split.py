@@ -43,7 +43,7 @@ def split(
     json_out: Annotated[bool, typer.Option("--json", help="Print the leakage report as JSON.")] = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Split a dataset (DESIGN §5); prints the split counts and writes split_report.json / .txt."""
+    """Split a dataset (docs/splits.md); prints the split counts and writes split_report.json / .txt."""
     import json
 
     from rsprep.cli.main import quiet

@@ -1,4 +1,4 @@
-"""The reBEN patch grid and naming rules (DESIGN §3). Pure: no file-format imports."""
+"""The reBEN patch grid and naming rules (docs/grid.md). Pure: no file-format imports."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Scene-level labels from reference maps: code histograms, the reBEN label rule, multi-hot vectors.
 
-DESIGN §4: ``unlabeled_fraction`` = UNLABELED pixels / all pixels; a patch is labelled only when
+docs/labels.md: ``unlabeled_fraction`` = UNLABELED pixels / all pixels; a patch is labelled only when
 ``unlabeled_fraction < max_unlabeled`` (reBEN: 0.25); its labels are the set of classes present,
 listed alphabetically. Pure numpy + one numba kernel; the reference stage, validation and noise
 injection all use it, so the rule exists once.

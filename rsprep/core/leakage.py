@@ -1,4 +1,4 @@
-"""The leakage report every split run writes (DESIGN §5).
+"""The leakage report every split run writes (docs/splits.md).
 
 Per pair of splits: how many patches of each have a patch of the other within 1.2 / 5 / 10 km
 (centroid distance, inclusive: grid neighbours 1200 m apart count), and how many pairs of patches that

@@ -1,6 +1,6 @@
 """CORINE Land Cover codes and the two BigEarthNet nomenclatures (pure data, no I/O).
 
-DESIGN §4: the reference maps hold CLC level-3 codes; the BEN-19 nomenclature (reBEN) groups
+docs/labels.md: the reference maps hold CLC level-3 codes; the BEN-19 nomenclature (reBEN) groups
 them into 19 classes, and the BigEarthNet v1 nomenclature keeps 43 of the 44 level-3 classes
 (glaciers, 335, never occur in BigEarthNet). Codes outside a nomenclature, 0 (no polygon) and
 999 (CLC NODATA) are UNLABELED in it.
@@ -70,7 +70,7 @@ CLC_NODATA = 999
 #: Every value a CLC code field may hold: the 44 level-3 codes and 999 (NODATA / unclassified).
 CLC_CODES: frozenset[int] = frozenset(CLC_LEVEL3) | {CLC_NODATA}
 
-# BEN-19 in paper order (DESIGN §4 table, top to bottom) with the CLC codes of each class.
+# BEN-19 in paper order (docs/labels.md table, top to bottom) with the CLC codes of each class.
 _BEN19: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("Urban fabric", (111, 112)),
     ("Industrial or commercial units", (121,)),

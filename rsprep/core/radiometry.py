@@ -1,4 +1,4 @@
-"""Radiometric harmonisation of L2A digital numbers (DESIGN §2.1). Pure numpy.
+"""Radiometric harmonisation of L2A digital numbers (docs/inputs.md#sentinel-2). Pure numpy.
 
 Constants come from the product metadata (``BOA_QUANTIFICATION_VALUE``, per-band ``BOA_ADD_OFFSET``),
 never from the date. DN 0 is nodata in every mode.

@@ -1,4 +1,4 @@
-"""Train / validation / test splits that keep spatially correlated patches apart (DESIGN §5).
+"""Train / validation / test splits that keep spatially correlated patches apart (docs/splits.md).
 
 Methods:
 

@@ -1,4 +1,4 @@
-"""The official GeoTIFF layout (DESIGN §7.5), byte for byte as the reBEN distribution writes it.
+"""The official GeoTIFF layout (docs/formats.md#geotiff-layout), byte for byte as the reBEN distribution writes it.
 
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
 uncompressed; reference maps: uint16, nodata 0, DEFLATE with horizontal differencing (predictor 2).

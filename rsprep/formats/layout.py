@@ -1,4 +1,4 @@
-"""The official reBEN GeoTIFF layout (DESIGN §7.5): folder and file names, and finding patches in it.
+"""The official reBEN GeoTIFF layout (docs/formats.md#geotiff-layout): folder and file names, and finding patches in it.
 
 ```
 BigEarthNet-S2/<patch_id minus _x_y>/<patch_id>/<patch_id>_<band>.tif      uint16, nodata 0
@@ -21,7 +21,7 @@ LAYOUT_DIRS = (S2_DIR, S1_DIR, MAPS_DIR)
 S1_BANDS = ("VV", "VH")
 MAP_BAND = "Data"  # the safetensors key of a reference map (rico-hdl)
 MAP_SUFFIX = "_reference_map"
-#: The three kinds of value a dataset holds, in the order the LMDB is written (DESIGN §7.3).
+#: The three kinds of value a dataset holds, in the order the LMDB is written (docs/formats.md#lmdb).
 GROUPS = ("s1", "s2", "map")
 #: Bands per group, in the order the files are read and the arrays are named.
 GROUP_BANDS: dict[str, tuple[str, ...]] = {"s1": S1_BANDS, "s2": SPECTRAL_BANDS, "map": (MAP_BAND,)}

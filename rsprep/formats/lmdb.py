@@ -1,4 +1,4 @@
-"""The rico-hdl compatible LMDB (DESIGN §7.3).
+"""The rico-hdl compatible LMDB (docs/formats.md#lmdb).
 
 One environment; keys are S2 patch_ids, S1 s1_names and ``<patch_id>_reference_map``; each value is
 the safetensors serialisation (``safetensors.numpy.save``) of ``{band: array}`` at native size: S2

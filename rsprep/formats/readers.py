@@ -1,10 +1,10 @@
 """Random access to converted datasets: one patch by id, as numpy arrays per band (no torch).
 
-- :class:`LmdbReader` reads the rico-hdl compatible LMDB (DESIGN §7.3). The environment is opened once
+- :class:`LmdbReader` reads the rico-hdl compatible LMDB (docs/formats.md#lmdb). The environment is opened once
   per process, read-only, without the lock file and with ``buffers=True`` transactions, as ConfigILM
   does; a reader handed to a forked or spawned data-loader worker reopens it there.
-- :class:`ZarrReader` reads the Zarr v3 store (DESIGN §7.4).
-- :class:`TiffReader` reads the official GeoTIFF layout (DESIGN §7.5), one file per band.
+- :class:`ZarrReader` reads the Zarr v3 store (docs/formats.md#zarr).
+- :class:`TiffReader` reads the official GeoTIFF layout (docs/formats.md#geotiff-layout), one file per band.
 
 All three return ``{band: array}`` with the same names: ``B01 … B12, B8A`` (uint16, native size),
 ``VV``, ``VH`` (float32) and ``reference_map`` (uint16). :func:`iter_patches` iterates over ids.

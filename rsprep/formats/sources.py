@@ -1,5 +1,5 @@
 """Where `rsprep convert` reads patches from: a dataset folder built by `rsprep metadata` (its work
-store holds the arrays), or an official reBEN download (the GeoTIFF layout of DESIGN §7.5).
+store holds the arrays), or an official reBEN download (the GeoTIFF layout of docs/formats.md#geotiff-layout).
 
 A :class:`Source` is opened once in the main process: it lists the values to convert per group
 (``s1``, ``s2``, ``map``: sorted keys with where each one lives) and the metadata table. Reading is

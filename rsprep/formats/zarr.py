@@ -1,4 +1,4 @@
-"""The Zarr v3 store (DESIGN §7.4): ``dataset.zarr``, one row per patch in patch_id order.
+"""The Zarr v3 store (docs/formats.md#zarr): ``dataset.zarr``, one row per patch in patch_id order.
 
 ```
 s2/<band>        (N, h, w) uint16 at native resolution (h = 120, 60, 20), nodata 0

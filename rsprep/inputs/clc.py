@@ -1,6 +1,6 @@
 """Reading CORINE Land Cover polygons: find the layer and code field, read one tile's worth, reproject.
 
-DESIGN §2.2. Accepts the CLC 2018 GeoPackage and any GeoPackage / Shapefile / FileGDB (or a zip
+docs/inputs.md#corine-land-cover. Accepts the CLC 2018 GeoPackage and any GeoPackage / Shapefile / FileGDB (or a zip
 holding one) with a CLC code field. The code field is matched case-insensitively (``Code_18``,
 ``CODE_18``, ``code_18``) or named with ``code_field``. When a file holds several layers with that
 field, change layers (which carry two code fields, e.g. ``CODE_12`` and ``CODE_18``) are skipped;

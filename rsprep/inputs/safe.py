@@ -30,7 +30,7 @@ from rsprep.errors import (
 
 log = logging.getLogger(__name__)
 
-#: The quality checks that decide whether a product's patches may carry labels (DESIGN §2.1).
+#: The quality checks that decide whether a product's patches may carry labels (docs/inputs.md#sentinel-2).
 REQUIRED_QUALITY_CHECKS: tuple[str, ...] = (
     "GENERAL_QUALITY",
     "GEOMETRIC_QUALITY",

@@ -13,7 +13,7 @@ from rsprep.store import dataset as ds
 
 
 def default_output(fmt: str, root: Path) -> Path:
-    """Where a format goes inside a dataset folder (DESIGN §7): lmdb/, zarr/dataset.zarr, the layout."""
+    """Where a format goes inside a dataset folder (docs/dataset.md): lmdb/, zarr/dataset.zarr, the layout."""
     from rsprep.formats.zarr import STORE_NAME
 
     return {"lmdb": root / "lmdb", "zarr": root / "zarr" / STORE_NAME, "tiff": root}[fmt]

@@ -1,4 +1,4 @@
-"""``rsprep metadata``: merge the per-tile tables of a work store into one dataset (DESIGN §7.1, §7.2).
+"""``rsprep metadata``: merge the per-tile tables of a work store into one dataset (docs/dataset.md#metadataparquet, docs/dataset.md#patchesparquet).
 
 Only valid (no nodata pixel), labelled patches with a Sentinel-1 partner enter the dataset. Each gets
 its split (reBEN's tile-border by default; ``rsprep split`` can redo it), its country (nearest
@@ -336,7 +336,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
-    """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (DESIGN §7.2)."""
+    """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (docs/dataset.md#patchesparquet)."""
     import geopandas as gpd
 
     cols = {

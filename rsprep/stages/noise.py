@@ -1,4 +1,4 @@
-"""Label-noise variants for noise-robust learning research (DESIGN §6). Clean labels are never changed.
+"""Label-noise variants for noise-robust learning research (docs/noise.md). Clean labels are never changed.
 
 Modes (class-wise ones act on each class c with positives P_c and negatives N_c among the target rows):
 

@@ -1,4 +1,4 @@
-"""``rsprep patch``: cut Sentinel-2 L2A products into reBEN patches (DESIGN §2.1, §3, §8).
+"""``rsprep patch``: cut Sentinel-2 L2A products into reBEN patches (docs/inputs.md#sentinel-2, docs/grid.md, docs/workstore.md).
 
 For each product: the complete patch grid, the selected spectral bands per patch at native size,
 patch names and bounds, validity (no nodata in any band) and the nodata fraction, SCL cloud /

@@ -1,4 +1,4 @@
-"""One way to run per-tile tasks: in this process, or in spawned worker processes (DESIGN §9)."""
+"""One way to run per-tile tasks: in this process, or in spawned worker processes (docs/architecture.md#execution)."""
 
 from __future__ import annotations
 

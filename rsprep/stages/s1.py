@@ -1,4 +1,4 @@
-"""``rsprep s1``: pair every valid Sentinel-2 patch with a Sentinel-1 scene (DESIGN §2.3, §3).
+"""``rsprep s1``: pair every valid Sentinel-2 patch with a Sentinel-1 scene (docs/inputs.md#sentinel-1, docs/grid.md).
 
 The partner of an S2 patch is the scene that covers it completely with valid data and is closest in
 time to the S2 sensing time, within ``max_days`` (and optionally the same season). VV and VH are

@@ -1,4 +1,4 @@
-"""A built dataset folder (DESIGN §7): file names, the official metadata schema, atomic parquet writes.
+"""A built dataset folder (docs/dataset.md): file names, the official metadata schema, atomic parquet writes.
 
 ``metadata.parquet`` and ``metadata_for_patches_with_snow_cloud_or_shadow.parquet`` follow the official
 reBEN files exactly: eight columns in a fixed order, ``labels`` as ``list<element: string>``, sorted by

@@ -1,4 +1,4 @@
-"""The per-tile work store (DESIGN §8): one folder per product between per-tile and dataset-wide stages.
+"""The per-tile work store (docs/workstore.md): one folder per product between per-tile and dataset-wide stages.
 
 Layout of ``WORK/<patch prefix>/`` (the product URI without its generation time)::
 
@@ -42,7 +42,7 @@ class WorkStoreError(RsprepError, ValueError):
 
 @dataclass(frozen=True)
 class TileGrid:
-    """The patch grid of one product's tile (DESIGN §3)."""
+    """The patch grid of one product's tile (docs/grid.md)."""
 
     tile_id: str  # "T33UUP"
     epsg: int

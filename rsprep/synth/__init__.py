@@ -1,4 +1,4 @@
-"""``rsprep synth``: format-faithful synthetic archives for tests, benchmarks and the demo (DESIGN §11).
+"""``rsprep synth``: format-faithful synthetic archives for tests, benchmarks and the demo (docs/synth.md).
 
 One synthetic land-cover truth drives everything: Sentinel-2 SAFE products (L2A or L1C), a CLC
 GeoPackage in EPSG:3035, Sentinel-1 dB GeoTIFF scenes and a country file. ``synth.json`` records
