@@ -46,7 +46,8 @@ def _grid_store(archive_dir: Path):
 
 def run_rsprep(store, clc):
     from rsprep.inputs.clc import open_clc
-    from rsprep.stages.reference import LABELS_TABLE, REFERENCE_ARRAYS, reference_store
+    from rsprep.stages.reference import reference_store
+    from rsprep.store.workstore import LABELS_TABLE, REFERENCE_ARRAYS
 
     t = time.perf_counter()
     r = reference_store(store, open_clc(clc), force=True)

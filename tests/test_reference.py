@@ -14,20 +14,15 @@ import pytest
 import rasterio
 import shapely
 
+from rsprep.core.grid import TileGrid
 from rsprep.core.labels import label_patches
 from rsprep.core.nomenclature import BEN19, BEN43, CLC_LEVEL3, get
 from rsprep.core.rasterize import rasterize_grid, rasterize_patches
 from rsprep.errors import InputNotFoundError, InvalidParameterError
 from rsprep.inputs.clc import ClcError, open_clc, parse_codes, read_clc
 from rsprep.stages.patch import patch_product
-from rsprep.stages.reference import (
-    LABELS_TABLE,
-    REFERENCE_ARRAYS,
-    ReferenceOptions,
-    reference_store,
-    reference_work,
-)
-from rsprep.store.workstore import TileGrid, TileStore
+from rsprep.stages.reference import ReferenceOptions, reference_store, reference_work
+from rsprep.store.workstore import LABELS_TABLE, REFERENCE_ARRAYS, TileStore
 
 REAL_MAP = "reben-v2-patches/Reference_Maps"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from rsprep.core.grid import s1_patch_name
+from rsprep.core.grid import TileGrid, s1_patch_name
 from rsprep.errors import InvalidParameterError
 from rsprep.stages.patch import patch_products
 from rsprep.stages.s1 import (
@@ -22,7 +22,7 @@ from rsprep.stages.s1 import (
     pair_tile,
     s1_work,
 )
-from rsprep.store.workstore import TileGrid, TileStore, find_stores
+from rsprep.store.workstore import TileStore, find_stores
 
 REAL_S1 = "s1-db-geotiff/S1A__IW___A_20150309T173017_VV_grd_mli_geo_norm_db.tif"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from rsprep.errors import InvalidParameterError
 
@@ -142,3 +143,51 @@ def parse_patch_id(patch_id: str) -> tuple[str, int, int]:
 def season(when: datetime) -> str:
     """Meteorological season of a date: DJF winter, MAM spring, JJA summer, SON autumn."""
     return ("winter", "spring", "summer", "autumn")[(when.month % 12) // 3]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The patch grid of one product's tile (docs/grid.md): the upper-left corner, patches per side, names."""
+
+    tile_id: str  # "T33UUP"
+    epsg: int
+    ulx: float
+    uly: float
+    tile_size_m: float
+    patch_size: int
+    n: int  # complete patches per side
+    patch_prefix: str
+
+    @property
+    def count(self) -> int:
+        return self.n * self.n
+
+    def pixels(self, resolution: int) -> int:
+        """Pixels per patch side at ``resolution``."""
+        return self.patch_size // resolution
+
+    def xy(self, index: int) -> tuple[int, int]:
+        """(x, y) of the patch stored at array row ``index`` (row-major)."""
+        return index % self.n, index // self.n
+
+    def index(self, x: int, y: int) -> int:
+        return y * self.n + x
+
+    def patch_id(self, x: int, y: int) -> str:
+        return patch_name(self.patch_prefix, x, y, self.n)
+
+    def bounds(self, x: int, y: int) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the tile CRS."""
+        return patch_bounds(self.ulx, self.uly, x, y, self.patch_size)
+
+    def transform(self, x: int, y: int, resolution: int) -> tuple[float, float, float, float, float, float]:
+        """Coefficients (a, b, c, d, e, f of ``affine.Affine``) of patch (x, y) at ``resolution``."""
+        left, _, _, top = self.bounds(x, y)
+        return (float(resolution), 0.0, left, 0.0, -float(resolution), top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TileGrid:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})

@@ -19,8 +19,8 @@ import numpy as np
 import shapely
 
 from rsprep.core.positions import Positions
+from rsprep.store.atomic import write_json_atomic
 from rsprep.store.dataset import SPLITS
-from rsprep.store.workstore import write_json_atomic
 
 DISTANCES_M = (1200.0, 5000.0, 10000.0)
 #: Footprints overlap when they share more than this area (m²); touching edges do not count.

@@ -1,4 +1,4 @@
-"""The official GeoTIFF layout (docs/formats.md#geotiff-layout), byte for byte as the reBEN distribution writes it.
+"""The official GeoTIFF layout, byte for byte as the reBEN distribution writes it (docs/formats.md).
 
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
 uncompressed; reference maps: uint16, nodata 0, DEFLATE with horizontal differencing (predictor 2).
@@ -25,7 +25,7 @@ from rsprep.formats.resumable import (
 )
 from rsprep.formats.sources import Item, Source, SourceError, SourceSpec, read_items
 from rsprep.store import dataset as ds
-from rsprep.store.workstore import building, replace_path
+from rsprep.store.atomic import building, replace_path
 
 PARTIAL = ".rsprep-tiff.partial"
 DEFAULT_CHUNK = 256

@@ -1,4 +1,4 @@
-"""The official reBEN GeoTIFF layout (docs/formats.md#geotiff-layout): folder and file names, and finding patches in it.
+"""The official reBEN GeoTIFF layout (docs/formats.md): folder and file names, and finding patches in it.
 
 ```
 BigEarthNet-S2/<patch_id minus _x_y>/<patch_id>/<patch_id>_<band>.tif      uint16, nodata 0

@@ -25,7 +25,7 @@ from rsprep.formats.resumable import (
     say_log,
 )
 from rsprep.formats.sources import Item, Source, SourceSpec, read_items
-from rsprep.store.workstore import replace_path
+from rsprep.store.atomic import replace_path
 
 MIB = 1 << 20
 #: Values per task (one read in a worker, one write transaction): small for per-file GeoTIFF reads,

@@ -1,6 +1,6 @@
 """Random access to converted datasets: one patch by id, as numpy arrays per band (no torch).
 
-- :class:`LmdbReader` reads the rico-hdl compatible LMDB (docs/formats.md#lmdb). The environment is opened once
+- :class:`LmdbReader` reads the rico-hdl LMDB (docs/formats.md#lmdb). The environment is opened once
   per process, read-only, without the lock file and with ``buffers=True`` transactions, as ConfigILM
   does; a reader handed to a forked or spawned data-loader worker reopens it there.
 - :class:`ZarrReader` reads the Zarr v3 store (docs/formats.md#zarr).

@@ -24,7 +24,7 @@ from typing import Any
 
 from rsprep import __version__
 from rsprep.errors import OutputExistsError, RsprepError
-from rsprep.store.workstore import digest, write_json_atomic
+from rsprep.store.atomic import digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 #: Where the writers report resuming or discarding a partial build unless a caller passes ``say``.

@@ -34,7 +34,17 @@ from rsprep.formats.layout import (
 )
 from rsprep.formats.resumable import chunks
 from rsprep.store import dataset as ds
-from rsprep.store.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
+from rsprep.store.atomic import digest, fingerprint_files
+from rsprep.store.workstore import (
+    REFERENCE_ARRAYS,
+    REFERENCE_MAP,
+    S1_ARRAYS,
+    S1_TABLE,
+    S2_ARRAYS,
+    TileStore,
+    WorkStoreError,
+    find_stores,
+)
 
 
 class SourceError(InvalidParameterError):
@@ -204,7 +214,7 @@ def _dataset_source(root: Path, work: Path) -> Source:
 
 def _s1_rows(store: TileStore) -> dict[int, tuple[str, int]]:
     store.require_stage("s1", "run `rsprep s1` on this work store, then `rsprep metadata` again")
-    t = store.table("s1.parquet")
+    t = store.table(S1_TABLE)
     rows = t.column("index").to_numpy()
     idx = t.column("s1_index").to_numpy()
     names = t.column("s1_name").to_pylist()
@@ -213,7 +223,7 @@ def _s1_rows(store: TileStore) -> dict[int, tuple[str, int]]:
 
 def _check_store(store: TileStore) -> None:
     store.require_stage("reference", "run `rsprep reference` on this work store")
-    s2 = store.zarr("s2.zarr")
+    s2 = store.zarr(S2_ARRAYS)
     missing = [b for b in SPECTRAL_BANDS if b not in s2]
     if missing:
         raise SourceError(
@@ -336,11 +346,11 @@ def _read_work(stores: dict[str, TileStore], group: str, items: list[Item], geor
         if store is None:
             raise WorkStoreError(f"the work store has no store {name} any more; re-run `rsprep metadata`")
         if group == "s2":
-            arrays, names = store.zarr("s2.zarr"), SPECTRAL_BANDS
+            arrays, names = store.zarr(S2_ARRAYS), SPECTRAL_BANDS
         elif group == "s1":
-            arrays, names = store.zarr("s1.zarr"), GROUP_BANDS["s1"]
+            arrays, names = store.zarr(S1_ARRAYS), GROUP_BANDS["s1"]
         else:
-            arrays, names = {MAP_BAND: store.zarr("reference.zarr")["reference_map"]}, (MAP_BAND,)
+            arrays, names = {MAP_BAND: store.zarr(REFERENCE_ARRAYS)[REFERENCE_MAP]}, (MAP_BAND,)
         rows = np.array([items[k].row for k in ks])
         order = np.argsort(rows, kind="stable")
         for b in names:

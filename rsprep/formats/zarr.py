@@ -41,7 +41,8 @@ from rsprep.formats.resumable import (
 )
 from rsprep.formats.sources import Item, Source, SourceError, read_items
 from rsprep.stages.stack import RESAMPLING, to_side
-from rsprep.store.workstore import compressors, consolidate, digest, replace_path
+from rsprep.store.atomic import digest, replace_path
+from rsprep.store.workstore import compressors, consolidate
 
 STORE_NAME = "dataset.zarr"
 FORMAT = "rsprep-reben-zarr"

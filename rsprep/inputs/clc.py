@@ -1,10 +1,10 @@
 """Reading CORINE Land Cover polygons: find the layer and code field, read one tile's worth, reproject.
 
-docs/inputs.md#corine-land-cover. Accepts the CLC 2018 GeoPackage and any GeoPackage / Shapefile / FileGDB (or a zip
-holding one) with a CLC code field. The code field is matched case-insensitively (``Code_18``,
-``CODE_18``, ``code_18``) or named with ``code_field``. When a file holds several layers with that
-field, change layers (which carry two code fields, e.g. ``CODE_12`` and ``CODE_18``) are skipped;
-anything still ambiguous asks for ``layer``.
+See docs/inputs.md#corine-land-cover. Accepts the CLC 2018 GeoPackage and any GeoPackage /
+Shapefile / FileGDB (or a zip holding one) with a CLC code field. The code field is matched
+case-insensitively (``Code_18``, ``CODE_18``, ``code_18``) or named with ``code_field``.
+When a file holds several layers with that field, change layers (which carry two code fields,
+e.g. ``CODE_12`` and ``CODE_18``) are skipped; anything still ambiguous asks for ``layer``.
 
 Only polygons whose envelope meets the tile are read (a bbox filter at read time, which uses the
 file's spatial index), then reprojected to the tile CRS. Codes are validated, never guessed:

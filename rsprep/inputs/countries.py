@@ -1,4 +1,4 @@
-"""Country of each patch: the nearest candidate country polygon (distance 0 inside), docs/inputs.md#country-borders.
+"""Country of each patch: the nearest candidate country polygon, distance 0 inside (docs/inputs.md).
 
 Any polygon file with a name field works (Natural Earth admin-0, GISCO countries, ...). Candidates can be
 restricted (reBEN: ten countries); distances are measured in each tile's own CRS from the patch centroid.

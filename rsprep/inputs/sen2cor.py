@@ -1,4 +1,4 @@
-"""L1C → L2A through ESA's sen2cor (``L2A_Process``), for L1C input to ``rsprep patch`` (docs/inputs.md#sentinel-2)."""
+"""L1C → L2A through ESA's sen2cor (``L2A_Process``), for L1C input to ``rsprep patch`` (docs/inputs.md)."""
 
 from __future__ import annotations
 

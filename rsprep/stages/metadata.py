@@ -1,4 +1,4 @@
-"""``rsprep metadata``: merge the per-tile tables of a work store into one dataset (docs/dataset.md#metadataparquet, docs/dataset.md#patchesparquet).
+"""``rsprep metadata``: merge the per-tile tables of a work store into one dataset (docs/dataset.md).
 
 Only valid (no nodata pixel), labelled patches with a Sentinel-1 partner enter the dataset. Each gets
 its split (reBEN's tile-border by default; ``rsprep split`` can redo it), its country (nearest
@@ -25,7 +25,8 @@ from rsprep.core.splits import SplitOptions, code_names
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.stages.split import REPORT, split_table
 from rsprep.store import dataset as ds
-from rsprep.store.workstore import TileStore, WorkStoreError, digest, find_stores, fingerprint_files
+from rsprep.store.atomic import digest, fingerprint_files
+from rsprep.store.workstore import LABELS_TABLE, PATCH_TABLE, S1_TABLE, TileStore, WorkStoreError, find_stores
 
 STAGE = "metadata"
 _PATCH_COLUMNS = (
@@ -75,13 +76,13 @@ class MetadataResult:
 def _store_table(store: TileStore, keep_unpaired: bool) -> tuple[pa.Table, dict[str, int]]:
     store.require_stage("patch", "re-run `rsprep patch`")
     store.require_stage("reference", "run `rsprep reference --clc CLC --work WORK` first")
-    patches = store.table("patches.parquet")
-    labels = store.table("labels.parquet")
-    _check_rows(store, "labels.parquet", patches, labels, "rsprep reference --force")
+    patches = store.table(PATCH_TABLE)
+    labels = store.table(LABELS_TABLE)
+    _check_rows(store, LABELS_TABLE, patches, labels, "rsprep reference --force")
     n = patches.num_rows
     if store.stage("s1") is not None:
-        s1 = store.table("s1.parquet")
-        _check_rows(store, "s1.parquet", patches, s1, "rsprep s1 --force")
+        s1 = store.table(S1_TABLE)
+        _check_rows(store, S1_TABLE, patches, s1, "rsprep s1 --force")
         s1_name = s1.column("s1_name")
     elif keep_unpaired:
         s1_name = pa.nulls(n, pa.string())
@@ -336,7 +337,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
-    """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (docs/dataset.md#patchesparquet)."""
+    """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (docs/dataset.md)."""
     import geopandas as gpd
 
     cols = {

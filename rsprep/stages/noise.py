@@ -36,7 +36,7 @@ from rsprep import __version__
 from rsprep.core.nomenclature import BEN19, BEN43, Nomenclature
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.store import dataset as ds
-from rsprep.store.workstore import write_json_atomic
+from rsprep.store.atomic import write_json_atomic
 
 MODES = ("subtractive", "additive", "mixed", "uniform", "sample", "swap", "matrix")
 SAMPLINGS = ("exact", "bernoulli")

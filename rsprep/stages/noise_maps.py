@@ -20,7 +20,8 @@ from rsprep.core.nomenclature import Nomenclature
 from rsprep.core.splits import parse_patch_ids
 from rsprep.errors import InvalidParameterError
 from rsprep.store import dataset as ds
-from rsprep.store.workstore import building, compressors, consolidate, find_stores
+from rsprep.store.atomic import building
+from rsprep.store.workstore import REFERENCE_ARRAYS, REFERENCE_MAP, compressors, consolidate, find_stores
 
 
 def _work_store(target: Path, source: Path) -> Path:
@@ -65,7 +66,7 @@ def apply_swaps(
         if max_unlabeled is not None and mu != max_unlabeled:
             raise InvalidParameterError(f"{work}: stores were labelled with different --max-unlabeled values")
         max_unlabeled = mu
-        arr = store.zarr("reference.zarr")["reference_map"]
+        arr = store.zarr(REFERENCE_ARRAYS)[REFERENCE_MAP]
         if maps is None:
             maps = np.zeros((len(swaps), *arr.shape[1:]), dtype=np.uint16)
         n = store.grid.n

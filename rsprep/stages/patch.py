@@ -1,4 +1,4 @@
-"""``rsprep patch``: cut Sentinel-2 L2A products into reBEN patches (docs/inputs.md#sentinel-2, docs/grid.md, docs/workstore.md).
+"""``rsprep patch``: cut Sentinel-2 L2A products into reBEN patches (docs/grid.md, docs/workstore.md).
 
 For each product: the complete patch grid, the selected spectral bands per patch at native size,
 patch names and bounds, validity (no nodata in any band) and the nodata fraction, SCL cloud /
@@ -32,28 +32,25 @@ from rsprep.core.bands import (
     SPECTRAL_BANDS,
     normalize_band_name,
 )
-from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, check_patch_size, patches_per_side, season
+from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TileGrid, check_patch_size, patches_per_side, season
 from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
+from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
 from rsprep.store.workstore import (
     MANIFEST,
+    PATCH_TABLE,
+    S2_ARRAYS,
     STORE_FORMAT,
     STORE_VERSION,
-    TileGrid,
     TileStore,
-    building,
     consolidate,
     create_patch_array,
-    fingerprint_files,
     stage_record,
-    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
 
 STAGE = "patch"
-S2_ARRAYS = "s2.zarr"
-PATCH_TABLE = "patches.parquet"
 
 Progress = Callable[[str], None]
 

@@ -20,27 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
+from rsprep.core.grid import TileGrid
 from rsprep.core.labels import CODE_BINS, DEFAULT_MAX_UNLABELED, PatchLabels, label_patches
 from rsprep.core.nomenclature import Nomenclature
 from rsprep.core.nomenclature import get as get_nomenclature
 from rsprep.core.rasterize import rasterize_patches
 from rsprep.errors import InvalidParameterError, RsprepError
 from rsprep.inputs.clc import ClcSource, open_clc, read_clc
+from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
-    TileGrid,
+    LABELS_TABLE,
+    REFERENCE_ARRAYS,
     TileStore,
-    building,
     consolidate,
     create_patch_array,
-    digest,
     find_stores,
-    fingerprint_files,
     stage_record,
 )
 
 STAGE = "reference"
-REFERENCE_ARRAYS = "reference.zarr"
-LABELS_TABLE = "labels.parquet"
 STATUS_LABELED = "labeled"
 STATUS_TOO_UNLABELED = "unlabeled_fraction_too_high"
 STATUS_QUALITY_FAILED = "quality_failed"

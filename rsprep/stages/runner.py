@@ -1,4 +1,4 @@
-"""One way to run per-tile tasks: in this process, or in spawned worker processes (docs/architecture.md#execution)."""
+"""One way to run per-tile tasks: in this process, or in spawned worker processes (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``rsprep s1``: pair every valid Sentinel-2 patch with a Sentinel-1 scene (docs/inputs.md#sentinel-1, docs/grid.md).
+"""``rsprep s1``: pair every valid Sentinel-2 patch with a Sentinel-1 scene (docs/inputs.md, docs/grid.md).
 
 The partner of an S2 patch is the scene that covers it completely with valid data and is closest in
 time to the S2 sensing time, within ``max_days`` (and optionally the same season). VV and VH are
@@ -22,25 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
-from rsprep.core.grid import s1_patch_name, season
+from rsprep.core.grid import TileGrid, s1_patch_name, season
 from rsprep.errors import InputNotFoundError, InvalidParameterError, RsprepError
+from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
-    TileGrid,
+    PATCH_TABLE,
+    S1_ARRAYS,
+    S1_TABLE,
     TileStore,
-    building,
     consolidate,
     create_patch_array,
-    digest,
     find_stores,
-    fingerprint_files,
     stage_record,
 )
 
 log = logging.getLogger(__name__)
 
 STAGE = "s1"
-S1_ARRAYS = "s1.zarr"
-S1_TABLE = "s1.parquet"
 POLARISATIONS = ("VV", "VH", "HH", "HV")
 _POL_TOKEN = re.compile(r"(?:^|[_\-.])(VV|VH|HH|HV)(?=$|[_\-.])", re.IGNORECASE)
 _TIME = re.compile(r"(\d{8}T\d{6})")
@@ -303,7 +301,7 @@ def s1_store(
             str(store.path), "skipped", rec.get("valid", 0), rec.get("paired", 0), time.perf_counter() - t0
         )
 
-    table = store.table("patches.parquet")
+    table = store.table(PATCH_TABLE)
     valid = np.asarray(table["valid"].to_numpy(zero_copy_only=False), dtype=bool)
     sensing = datetime.fromisoformat(store.product["sensing_time"].replace("Z", "+00:00"))
     grid = store.grid

@@ -16,19 +16,19 @@ import numpy as np
 
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.store.atomic import building, digest
 from rsprep.store.workstore import (
+    S2_ARRAYS,
+    STACK_ARRAYS,
     TileStore,
     WorkStoreError,
-    building,
     consolidate,
     create_patch_array,
-    digest,
     find_stores,
     stage_record,
 )
 
 STAGE = "stack"
-STACK_ARRAYS = "stack.zarr"
 RESAMPLING = ("bilinear", "nearest")
 
 
@@ -62,8 +62,6 @@ def stack_store(
         WorkStoreError: the patch stage is missing or did not keep all 12 bands.
         InvalidParameterError: unknown resampling method.
     """
-    from rsprep.stages.patch import S2_ARRAYS
-
     t0 = time.perf_counter()
     if resampling not in RESAMPLING:
         raise InvalidParameterError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from rsprep import __version__
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.store.workstore import temp_sibling, write_json_atomic
+from rsprep.store.atomic import temp_sibling, write_json_atomic
 
 METADATA = "metadata.parquet"
 FLAGGED = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"

@@ -1,4 +1,4 @@
-"""The per-tile work store (docs/workstore.md): one folder per product between per-tile and dataset-wide stages.
+"""The per-tile work store (docs/workstore.md): one folder per product between the stages.
 
 Layout of ``WORK/<patch prefix>/`` (the product URI without its generation time)::
 
@@ -17,148 +17,31 @@ file that looks complete. Arrays are chunked by one row of patches (``n`` patche
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rsprep import __version__
-from rsprep.core.grid import patch_bounds, patch_name
+from rsprep.core.grid import TileGrid
 from rsprep.errors import InputNotFoundError, RsprepError
+from rsprep.store.atomic import write_json_atomic
 
 STORE_FORMAT = "rsprep-workstore"
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
+#: Every per-tile file name, owned here (docs/workstore.md): stage -> what it writes.
+S2_ARRAYS = "s2.zarr"  # patch: one array per band and SCL
+PATCH_TABLE = "patches.parquet"  # patch: one row per grid patch
+STACK_ARRAYS = "stack.zarr"  # stack: s2_stacked
+S1_ARRAYS = "s1.zarr"  # s1: VV, VH of the paired patches
+S1_TABLE = "s1.parquet"  # s1: partner (or the reason for none) per patch
+REFERENCE_ARRAYS = "reference.zarr"  # reference: reference_map
+LABELS_TABLE = "labels.parquet"  # reference: labels per patch
+REFERENCE_MAP = "reference_map"  # the array inside REFERENCE_ARRAYS
 
 
 class WorkStoreError(RsprepError, ValueError):
     """A work store is missing, incomplete or from an incompatible rsprep version."""
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """The patch grid of one product's tile (docs/grid.md)."""
-
-    tile_id: str  # "T33UUP"
-    epsg: int
-    ulx: float
-    uly: float
-    tile_size_m: float
-    patch_size: int
-    n: int  # complete patches per side
-    patch_prefix: str
-
-    @property
-    def count(self) -> int:
-        return self.n * self.n
-
-    def pixels(self, resolution: int) -> int:
-        """Pixels per patch side at ``resolution``."""
-        return self.patch_size // resolution
-
-    def xy(self, index: int) -> tuple[int, int]:
-        """(x, y) of the patch stored at array row ``index`` (row-major)."""
-        return index % self.n, index // self.n
-
-    def index(self, x: int, y: int) -> int:
-        return y * self.n + x
-
-    def patch_id(self, x: int, y: int) -> str:
-        return patch_name(self.patch_prefix, x, y, self.n)
-
-    def bounds(self, x: int, y: int) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in the tile CRS."""
-        return patch_bounds(self.ulx, self.uly, x, y, self.patch_size)
-
-    def transform(self, x: int, y: int, resolution: int) -> tuple[float, float, float, float, float, float]:
-        """Coefficients (a, b, c, d, e, f of ``affine.Affine``) of patch (x, y) at ``resolution``."""
-        left, _, _, top = self.bounds(x, y)
-        return (float(resolution), 0.0, left, 0.0, -float(resolution), top)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TileGrid:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
-
-
-# --------------------------------------------------------------------------------------------
-# Fingerprints and atomic writes
-# --------------------------------------------------------------------------------------------
-def fingerprint_files(paths: list[Path]) -> dict[str, Any]:
-    """Size and modification time of each input file, and one digest of them all.
-
-    Cheap enough for 1 GB products (no hashing of contents); a re-downloaded or edited file changes
-    its size or mtime and so invalidates the stage.
-    """
-    files = {}
-    for p in sorted(paths, key=str):
-        st = p.stat()
-        files[str(p.resolve())] = [st.st_size, st.st_mtime_ns]
-    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-    return {"digest": digest, "files": files}
-
-
-def digest(obj: Any) -> str:
-    """SHA-256 of the canonical JSON of ``obj``."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary sibling and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def replace_path(tmp: Path, dest: Path) -> None:
-    """Move ``tmp`` to ``dest``, replacing a file or folder there, never leaving ``dest`` half-written."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    else:
-        os.replace(tmp, dest)
-
-
-@contextlib.contextmanager
-def building(dest: Path, *, folder: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling of ``dest`` to build in; move it to ``dest`` only on success.
-
-    With ``folder`` the sibling is created as an empty folder; otherwise the caller writes a file there.
-    """
-    tmp = temp_sibling(dest)
-    _remove(tmp)
-    if folder:
-        tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        replace_path(tmp, dest)
-    finally:
-        _remove(tmp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
