@@ -12,18 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rsprep.core.grid import parse_patch_ids
 from rsprep.core.splits import (
     SplitOptions,
     block_split,
     parse_fractions,
-    parse_patch_ids,
     random_split,
     ring_bounds,
+    split_table,
     tile_border,
 )
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.stages.metadata import MetadataOptions, build_metadata
-from rsprep.stages.split import split_table, split_target
+from rsprep.stages.split import split_target
 
 SAMPLE = "reben-v2-metadata-sample"
 FILES = ("metadata.parquet", "metadata_for_patches_with_snow_cloud_or_shadow.parquet")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rsprep.errors import InvalidParameterError
 
@@ -17,7 +22,11 @@ PRODUCT_URI_RE = re.compile(
     r"^(?P<mission>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<datatake>\d{8}T\d{6})_N(?P<baseline>\d{4})"
     r"_R(?P<orbit>\d{3})_T(?P<tile>\d{2}[A-Z]{3})_(?P<generation>\d{8}T\d{6})(?:\.SAFE)?$"
 )
-PATCH_ID_RE = re.compile(r"^(?P<prefix>.+)_(?P<x>\d+)_(?P<y>\d+)$")
+#: The one patch-id grammar: ``<prefix>_<x>_<y>`` (S2 patch_id and S1 s1_name alike).
+PATCH_ID_PATTERN = r"^(?P<prefix>.+)_(?P<x>\d+)_(?P<y>\d+)$"
+PATCH_ID_RE = re.compile(PATCH_ID_PATTERN)
+#: The tile of a patch prefix (``..._T33UUP``).
+TILE_PATTERN = r"^(?:.*_)?(?P<tile>T\d{2}[A-Z]{3})$"
 
 
 @dataclass(frozen=True)
@@ -140,9 +149,58 @@ def parse_patch_id(patch_id: str) -> tuple[str, int, int]:
     return m["prefix"], int(m["x"]), int(m["y"])
 
 
+def strip_parts(name: str, n: int) -> str:
+    """``name`` without its last ``n`` underscore-separated parts (2: a patch_id's product prefix;
+    3: an s1_name's scene, which also drops the tile)."""
+    parts = name.split("_")
+    if len(parts) <= n:
+        raise InvalidParameterError(f"{name!r} has too few '_' parts for a reBEN patch name")
+    return "_".join(parts[:-n])
+
+
 def season(when: datetime) -> str:
     """Meteorological season of a date: DJF winter, MAM spring, JJA summer, SON autumn."""
     return ("winter", "spring", "summer", "autumn")[(when.month % 12) // 3]
+
+
+# --------------------------------------------------------------------------------------------
+# Patch names of whole tables (vectorised)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PatchNames:
+    """``<prefix>_<x>_<y>`` parsed for every row, and the tile of each prefix."""
+
+    prefix: np.ndarray  # object (str)
+    x: np.ndarray  # int64
+    y: np.ndarray
+    tile: np.ndarray  # object (str): "T33UUP", or the prefix when it names no tile
+
+
+def parse_patch_ids(
+    patch_id: pa.ChunkedArray | pa.Array | Sequence[str], source: str = "table"
+) -> PatchNames:
+    """Parse patch names; an unparsable name is an error that shows it."""
+    arr = patch_id if isinstance(patch_id, pa.ChunkedArray | pa.Array) else pa.array(patch_id, pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    parts = pc.extract_regex(arr, PATCH_ID_PATTERN)
+    bad = pc.is_null(parts)
+    if pc.any(bad).as_py() or arr.null_count:
+        examples = pc.filter(arr, pc.fill_null(bad, True)).slice(0, 3).to_pylist()
+        raise InvalidParameterError(
+            f"{source}: {pc.sum(bad).as_py()} patch_id(s) are not of the form <prefix>_<x>_<y>, "
+            f"e.g. {examples}"
+        )
+    flat = parts
+    prefix = flat.field("prefix")
+    tile = pc.extract_regex(prefix, TILE_PATTERN)
+    tile_col = pc.coalesce(pc.struct_field(tile, "tile"), prefix)
+    return PatchNames(
+        prefix=np.asarray(prefix.to_numpy(zero_copy_only=False), dtype=object),
+        x=np.asarray(pc.cast(flat.field("x"), pa.int64()).to_numpy(), dtype=np.int64),
+        y=np.asarray(pc.cast(flat.field("y"), pa.int64()).to_numpy(), dtype=np.int64),
+        tile=np.asarray(tile_col.to_numpy(zero_copy_only=False), dtype=object),
+    )
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,20 @@ def upsample_bilinear(patches: np.ndarray, factor: int, *, nodata=None) -> np.nd
 # Later geometries overwrite earlier ones, as GDAL's "replace".
 
 
+#: The resampling methods of the stack stage and ``--stack``.
+RESAMPLING = ("bilinear", "nearest")
+
+
+def to_side(native: np.ndarray, side: int, resampling: str, nodata) -> np.ndarray:
+    """(N, h, w) patches upsampled to (N, side, side) by ``resampling`` (unchanged when h == side)."""
+    factor = side // native.shape[1]
+    if factor == 1:
+        return native
+    if resampling == "nearest":
+        return upsample_nearest(native, factor)
+    return upsample_bilinear(native, factor, nodata=nodata)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _burn_span(out, s, n, p, rr, c0, c1, value):
     ncols = n * p

@@ -12,15 +12,13 @@ tile CRS when both patches share one, else on the WGS84 ellipsoid.
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
 
 from rsprep.core.positions import Positions
-from rsprep.store.atomic import write_json_atomic
-from rsprep.store.dataset import SPLITS
+from rsprep.core.splits import SPLITS
 
 DISTANCES_M = (1200.0, 5000.0, 10000.0)
 #: Footprints overlap when they share more than this area (m²); touching edges do not count.
@@ -169,13 +167,3 @@ def summary(report: dict[str, Any], method: str) -> str:
     if "note" in report:
         lines.append(f"note: {report['note']}")
     return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict[str, Any], method: str, json_path: Path) -> Path:
-    """Write the report as JSON and the summary beside it (``.txt``); returns the text path."""
-    write_json_atomic(json_path, report)
-    txt = json_path.with_suffix(".txt")
-    tmp = txt.with_name(f".{txt.name}.tmp")
-    tmp.write_text(summary(report, method))
-    tmp.replace(txt)
-    return txt

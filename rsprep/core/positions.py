@@ -19,7 +19,7 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS, Geod, Transformer
 
-from rsprep.core.splits import PatchNames
+from rsprep.core.grid import PatchNames
 from rsprep.errors import InvalidParameterError
 
 #: Tile-local positions of different tiles are put this far apart (metres), so they never meet.

@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TILE_SIZE_M
+from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TILE_SIZE_M, parse_patch_ids
+from rsprep.core.positions import positions
 from rsprep.errors import InvalidParameterError
-from rsprep.store.dataset import SPLITS
 
+#: The official split names, in code order: 0 train, 1 validation, 2 test.
+SPLITS = ("train", "validation", "test")
 METHODS = ("tile-border", "block", "tile", "random")
 DROPPED = -1
-_TILE_RE = r"^(?:.*_)?(?P<tile>T\d{2}[A-Z]{3})$"
 
 
 @dataclass(frozen=True)
@@ -93,46 +96,6 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
             raise InvalidParameterError(f"split ratios {text!r} must be non-negative with a positive sum")
         values = [v / total for v in values]
     return check_fractions(values)
-
-
-# --------------------------------------------------------------------------------------------
-# Patch names
-# --------------------------------------------------------------------------------------------
-@dataclass
-class PatchNames:
-    """``<prefix>_<x>_<y>`` parsed for every row, and the tile of each prefix."""
-
-    prefix: np.ndarray  # object (str)
-    x: np.ndarray  # int64
-    y: np.ndarray
-    tile: np.ndarray  # object (str): "T33UUP", or the prefix when it names no tile
-
-
-def parse_patch_ids(
-    patch_id: pa.ChunkedArray | pa.Array | Sequence[str], source: str = "table"
-) -> PatchNames:
-    """Parse patch names; an unparsable name is an error that shows it."""
-    arr = patch_id if isinstance(patch_id, pa.ChunkedArray | pa.Array) else pa.array(patch_id, pa.string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    parts = pc.extract_regex(arr, r"^(?P<prefix>.+)_(?P<x>\d+)_(?P<y>\d+)$")
-    bad = pc.is_null(parts)
-    if pc.any(bad).as_py() or arr.null_count:
-        examples = pc.filter(arr, pc.fill_null(bad, True)).slice(0, 3).to_pylist()
-        raise InvalidParameterError(
-            f"{source}: {pc.sum(bad).as_py()} patch_id(s) are not of the form <prefix>_<x>_<y>, "
-            f"e.g. {examples}"
-        )
-    flat = parts
-    prefix = flat.field("prefix")
-    tile = pc.extract_regex(prefix, _TILE_RE)
-    tile_col = pc.coalesce(pc.struct_field(tile, "tile"), prefix)
-    return PatchNames(
-        prefix=np.asarray(prefix.to_numpy(zero_copy_only=False), dtype=object),
-        x=np.asarray(pc.cast(flat.field("x"), pa.int64()).to_numpy(), dtype=np.int64),
-        y=np.asarray(pc.cast(flat.field("y"), pa.int64()).to_numpy(), dtype=np.int64),
-        tile=np.asarray(tile_col.to_numpy(zero_copy_only=False), dtype=object),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,3 +207,90 @@ def counts(codes: np.ndarray) -> dict[str, int]:
     if (codes < 0).any():
         out["dropped"] = int((codes < 0).sum())
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# A whole table
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SplitOutcome:
+    patch_id: pa.Array
+    codes: np.ndarray
+    report: dict[str, Any]
+    options: SplitOptions
+    seconds: float
+
+
+def _column_or(table: pa.Table, name: str, default) -> np.ndarray | float:
+    if name in table.column_names:
+        col = table.column(name)
+        if col.null_count == 0:
+            return np.asarray(col.to_numpy(), dtype=np.float64)
+    return default
+
+
+def split_table(table: pa.Table, options: SplitOptions, source: str = "table") -> SplitOutcome:
+    """Split codes for every row of ``table``.
+
+    Needs ``patch_id``; uses x, y, patch_size_m, tile_size_m and positions when the table has them.
+    """
+    t0 = time.perf_counter()
+    options.validate()
+    if "patch_id" not in table.column_names:
+        raise InvalidParameterError(f"{source} has no patch_id column; a split needs patch names")
+    ids = table.column("patch_id").combine_chunks()
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise InvalidParameterError(
+            f"{source}: patch_id values are not unique; a split needs one row per patch"
+        )
+    names = parse_patch_ids(ids, source)
+    x = _column_or(table, "x", names.x)
+    y = _column_or(table, "y", names.y)
+    patch_size = _column_or(table, "patch_size_m", float(options.patch_size))
+    tile_size = _column_or(table, "tile_size_m", float(options.tile_size))
+    pos = positions(table, names, patch_size=patch_size, crs=options.crs)
+    details: dict[str, Any] = {}
+    if options.method == "tile-border":
+        codes = tile_border(x, y, patch_size=patch_size, tile_size=tile_size, fractions=options.fractions)
+    elif options.method == "random":
+        codes = random_split(ids.to_pylist(), options.seed, options.fractions)
+    elif options.method == "tile":
+        codes = ranked_groups(names.tile, options.seed, options.fractions)
+        details["tiles"] = len(set(names.tile.tolist()))
+    else:
+        if not pos.georeferenced:
+            raise InvalidParameterError(
+                f"{source} has no coordinates (epsg + left/bottom/right/top, geometry or centroid_lon/lat); "
+                "--method block needs them: split the dataset folder or its patches.parquet instead"
+            )
+        codes, blocks = block_split(
+            pos.ex,
+            pos.ey,
+            block_m=options.block_km * 1000.0,
+            seed=options.seed,
+            fractions=options.fractions,
+            buffer=options.buffer,
+        )
+        details["blocks"] = len(np.unique(blocks, axis=0))
+    from rsprep.core.leakage import leakage_report  # leakage imports SPLITS from here
+
+    report = leakage_report(codes, pos)
+    report = {
+        "method": options.method,
+        "options": asdict(options),
+        "counts_all": counts(codes),
+        **details,
+        **report,
+    }
+    return SplitOutcome(ids, codes, report, options, time.perf_counter() - t0)
+
+
+def apply_split(table: pa.Table, ids: pa.Array, codes: np.ndarray) -> pa.Table:
+    """``table`` with its ``split`` column set from (ids, codes), in place of an old one or appended."""
+    pos = pc.index_in(table.column("patch_id"), value_set=ids)
+    if pos.null_count:
+        raise InvalidParameterError("a patch of the table has no split (it was not part of the split input)")
+    split = code_names(codes).take(pos.combine_chunks() if isinstance(pos, pa.ChunkedArray) else pos)
+    if "split" in table.column_names:
+        return table.set_column(table.column_names.index("split"), "split", split)
+    return table.append_column("split", split)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from rsprep.core.bands import SPECTRAL_BANDS, band
+from rsprep.core.grid import strip_parts
 
 S2_DIR = "BigEarthNet-S2"
 S1_DIR = "BigEarthNet-S1"
@@ -33,14 +34,6 @@ def native_pixels(name: str, patch_size: int = 1200) -> int:
     if name in S1_BANDS or name == MAP_BAND:
         return patch_size // 10
     return patch_size // band(name).resolution
-
-
-def strip_parts(name: str, n: int) -> str:
-    """``name`` without its last ``n`` underscore-separated parts."""
-    parts = name.split("_")
-    if len(parts) <= n:
-        raise ValueError(f"{name!r} has too few '_' parts for a reBEN patch name")
-    return "_".join(parts[:-n])
 
 
 def patch_dir(group: str, key: str) -> Path:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsprep.core.bands import SPECTRAL_BANDS, band
+from rsprep.core.grid import strip_parts
 from rsprep.errors import InputNotFoundError, InvalidParameterError
 from rsprep.formats.layout import (
     GROUP_BANDS,
@@ -30,7 +31,6 @@ from rsprep.formats.layout import (
     is_layout,
     map_key,
     scan,
-    strip_parts,
 )
 from rsprep.formats.resumable import chunks
 from rsprep.store import dataset as ds
@@ -162,7 +162,7 @@ def _dataset_source(root: Path, work: Path) -> Source:
         )
     table = read_metadata(root, required=True)
     stores = {s.name: s for s in find_stores(work)}
-    from rsprep.core.splits import parse_patch_ids
+    from rsprep.core.grid import parse_patch_ids
 
     ids = table.column("patch_id").to_pylist()
     s1_names = table.column("s1_name").to_pylist()

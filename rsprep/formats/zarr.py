@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from rsprep import __version__
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.kernels import RESAMPLING, to_side
 from rsprep.core.nomenclature import BEN19
 from rsprep.errors import InvalidParameterError
 from rsprep.formats.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
@@ -40,7 +41,6 @@ from rsprep.formats.resumable import (
     say_log,
 )
 from rsprep.formats.sources import Item, Source, SourceError, read_items
-from rsprep.stages.stack import RESAMPLING, to_side
 from rsprep.store.atomic import digest, replace_path
 from rsprep.store.workstore import compressors, consolidate
 

@@ -20,10 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rsprep.core.leakage import write_report
-from rsprep.core.splits import SplitOptions, code_names
+from rsprep.core.splits import SplitOptions, code_names, split_table
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.stages.split import REPORT, split_table
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import digest, fingerprint_files
 from rsprep.store.workstore import LABELS_TABLE, PATCH_TABLE, S1_TABLE, TileStore, WorkStoreError, find_stores
@@ -278,8 +276,8 @@ def build_metadata(
             out / ds.SIDECAR: (side, False),
         }
     )
-    report = out / REPORT
-    write_report(outcome.report, options.split.method, report)
+    report = out / ds.SPLIT_REPORT
+    ds.write_split_report(outcome.report, options.split.method, report)
 
     counts.update(
         {

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from rsprep import __version__
 from rsprep.core.nomenclature import BEN19, BEN43, Nomenclature
+from rsprep.core.splits import SPLITS
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import write_json_atomic
@@ -86,11 +87,9 @@ class NoiseOptions:
             raise InvalidParameterError(f"--cap must be above 0, got {self.cap}")
         if self.min_labels not in (0, 1):
             raise InvalidParameterError(f"--min-labels must be 0 or 1, got {self.min_labels}")
-        unknown = [s for s in self.splits if s not in ds.SPLITS]
+        unknown = [s for s in self.splits if s not in SPLITS]
         if unknown or not self.splits:
-            raise InvalidParameterError(
-                f"--splits {','.join(self.splits)}: give some of {', '.join(ds.SPLITS)}"
-            )
+            raise InvalidParameterError(f"--splits {','.join(self.splits)}: give some of {', '.join(SPLITS)}")
 
     def default_name(self) -> str:
         if self.mode == "mixed":

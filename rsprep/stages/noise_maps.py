@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rsprep.core.grid import parse_patch_ids
 from rsprep.core.labels import label_patches
 from rsprep.core.nomenclature import Nomenclature
-from rsprep.core.splits import parse_patch_ids
 from rsprep.errors import InvalidParameterError
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import building

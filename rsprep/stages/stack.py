@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.kernels import RESAMPLING, to_side
 from rsprep.errors import InvalidParameterError, RsprepError
 from rsprep.store.atomic import building, digest
 from rsprep.store.workstore import (
@@ -29,7 +30,6 @@ from rsprep.store.workstore import (
 )
 
 STAGE = "stack"
-RESAMPLING = ("bilinear", "nearest")
 
 
 @dataclass
@@ -39,18 +39,6 @@ class StackResult:
     patches: int = 0
     seconds: float = 0.0
     error: str | None = None
-
-
-def to_side(native: np.ndarray, side: int, resampling: str, nodata) -> np.ndarray:
-    """(N, h, w) patches upsampled to (N, side, side) by ``resampling`` (unchanged when h == side)."""
-    from rsprep.core import kernels
-
-    factor = side // native.shape[1]
-    if factor == 1:
-        return native
-    if resampling == "nearest":
-        return kernels.upsample_nearest(native, factor)
-    return kernels.upsample_bilinear(native, factor, nodata=nodata)
 
 
 def stack_store(

@@ -19,13 +19,14 @@ import pyarrow.parquet as pq
 
 from rsprep import __version__
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.store.atomic import temp_sibling, write_json_atomic
+from rsprep.store.atomic import temp_sibling, write_json_atomic, write_text_atomic
 
 METADATA = "metadata.parquet"
 FLAGGED = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
 SIDECAR = "patches.parquet"
 BUILD = "build.json"
-SPLITS = ("train", "validation", "test")
+#: The leakage report of the split (``.json``, with a readable ``.txt`` beside it).
+SPLIT_REPORT = "split_report.json"
 #: Row groups as in the official files (DuckDB's 122,880), so readers see the same layout.
 ROW_GROUP_SIZE = 122_880
 
@@ -151,3 +152,13 @@ def dataset_tables(dataset: Path) -> list[Path]:
     if not (dataset / METADATA).is_file():
         raise DatasetError(f"{dataset} holds no {METADATA}; build it with `rsprep metadata --out {dataset}`")
     return [p for p in (dataset / METADATA, dataset / FLAGGED, dataset / SIDECAR) if p.is_file()]
+
+
+def write_split_report(report: dict[str, Any], method: str, json_path: Path) -> Path:
+    """Write a leakage report as JSON and its readable summary beside it (``.txt``); returns the text path."""
+    from rsprep.core.leakage import summary
+
+    write_json_atomic(json_path, report)
+    txt = json_path.with_suffix(".txt")
+    write_text_atomic(txt, summary(report, method))
+    return txt
