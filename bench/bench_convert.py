@@ -34,8 +34,7 @@ from bench_patch import replace_section
 
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.core.nomenclature import BEN19
-from rsprep.formats.geotiff import write_patch
-from rsprep.formats.layout import band_files, scan
+from rsprep.formats.geotiff import band_files, scan, write_patch
 from rsprep.formats.readers import LmdbReader, ZarrReader
 from rsprep.formats.resumable import ConvertOptions
 from rsprep.stages.convert import convert
@@ -160,10 +159,10 @@ def main() -> None:
     baseline_lmdb(root, work / "baseline")
     t_base = time.perf_counter() - t
     t = time.perf_counter()
-    convert("lmdb", root, work / "lmdb", ConvertOptions(workers=args.workers, quiet=True))
+    convert("lmdb", root, work / "lmdb", ConvertOptions(workers=args.workers))
     t_ours = time.perf_counter() - t
     t = time.perf_counter()
-    convert("lmdb", root, work / "lmdb1", ConvertOptions(workers=1, quiet=True))
+    convert("lmdb", root, work / "lmdb1", ConvertOptions(workers=1))
     t_one = time.perf_counter() - t
     a, b = LmdbReader(work / "baseline"), LmdbReader(work / "lmdb")
     keys = a.keys()
@@ -180,7 +179,7 @@ def main() -> None:
             "zarr",
             root,
             work / f"{comp}.zarr",
-            ConvertOptions(workers=args.workers, quiet=True, compressor=comp),
+            ConvertOptions(workers=args.workers, compressor=comp),
         )
         zarr_times[comp] = time.perf_counter() - t
     sizes = {

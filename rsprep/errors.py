@@ -34,3 +34,10 @@ class InvalidParameterError(RsprepError, ValueError):
 
 class OutputExistsError(RsprepError, FileExistsError):
     """An output exists already and overwriting was not requested."""
+
+
+class ReaderError(RsprepError, KeyError):
+    """A patch is not in a dataset, or a store is not what a reader expects."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -15,8 +15,9 @@ import zarr
 
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.core.nomenclature import BEN19
+from rsprep.core.values import map_key
 from rsprep.errors import OutputExistsError
-from rsprep.formats.layout import band_files, map_key
+from rsprep.formats.geotiff import band_files
 from rsprep.formats.readers import LmdbReader, ReaderError, TiffReader, ZarrReader, iter_patches
 from rsprep.formats.resumable import PROGRESS, ConvertOptions
 from rsprep.formats.sources import SourceError, open_source
@@ -24,11 +25,11 @@ from rsprep.stages.convert import convert
 from rsprep.store import dataset as ds
 from rsprep.store.workstore import find_stores
 
-QUIET = ConvertOptions(quiet=True)
+QUIET = ConvertOptions()
 
 
 def opts(**kw) -> ConvertOptions:
-    return ConvertOptions(quiet=True, **kw)
+    return ConvertOptions(**kw)
 
 
 @pytest.fixture(scope="module")

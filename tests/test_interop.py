@@ -48,8 +48,8 @@ def built(dataset, tmp_path_factory) -> Path:
     shutil.copytree(
         dataset, root, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
     )
-    convert("tiff", root, None, ConvertOptions(quiet=True, workers=2))
-    convert("lmdb", root, None, ConvertOptions(quiet=True, workers=2))
+    convert("tiff", root, None, ConvertOptions(workers=2))
+    convert("lmdb", root, None, ConvertOptions(workers=2))
     return root
 
 

@@ -58,14 +58,14 @@ def convert(
     Interrupted runs resume where they stopped; an existing output is only replaced with --overwrite,
     and only once the new one is complete.
     """
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
+    from rsprep.cli.report import ProgressBar
     from rsprep.formats.resumable import ConvertOptions
     from rsprep.stages.convert import convert as run
 
     options = ConvertOptions(
         workers=default_workers(workers),
         overwrite=overwrite,
-        quiet=quiet(),
         chunk=chunk,
         stack=stack,
         stack_method=stack_method,
@@ -74,7 +74,8 @@ def convert(
         compressor=compressor,
     )
     say = (lambda _msg: None) if quiet() else typer.echo
-    result = run(fmt.lower(), src, out, options, say)
+    with ProgressBar(f"convert {fmt.lower()}", "value", disable=quiet()) as bar:
+        result = run(fmt.lower(), src, out, options, say, bar)
     if quiet():
         return
     counts = ", ".join(f"{v} {k}" for k, v in result.values.items())

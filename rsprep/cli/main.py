@@ -11,11 +11,10 @@ import typer
 from typer.core import TyperGroup
 
 from rsprep import __version__
+from rsprep.cli.context import set_verbosity, verbosity
 from rsprep.errors import RsprepError
 
 log = logging.getLogger("rsprep")
-
-_state = {"verbosity": 0}
 
 
 def _passthrough() -> tuple[type[BaseException], ...]:
@@ -68,7 +67,7 @@ class _BoundaryGroup(TyperGroup):
 
 
 def _report(exc: BaseException) -> None:
-    if _state["verbosity"] >= 2:
+    if verbosity() >= 2:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
@@ -106,7 +105,7 @@ def _root(
     ] = False,
 ) -> None:
     """rsprep: raw satellite archives in, deep-learning-ready datasets out."""
-    _state["verbosity"] = -1 if quiet else verbose
+    set_verbosity(-1 if quiet else verbose)
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     root = logging.getLogger("rsprep")
     root.handlers.clear()
@@ -115,11 +114,6 @@ def _root(
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
-
-
-def quiet() -> bool:
-    """True when the user asked for logs only (no progress bars)."""
-    return _state["verbosity"] < 0
 
 
 def _register() -> None:

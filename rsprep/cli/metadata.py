@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsprep.cli.options import Overwrite, WorkDir
-from rsprep.cli.split import SplitFractions
+from rsprep.cli.options import Overwrite, SplitFractions, WorkDir
 
 
 def metadata(
@@ -63,7 +62,7 @@ def metadata(
     overwrite: Overwrite = False,
 ) -> None:
     """Merge the work store into metadata.parquet, the snow/cloud file and patches.parquet."""
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.core.splits import SplitOptions, parse_fractions
     from rsprep.inputs.countries import parse_candidates
     from rsprep.stages.metadata import MetadataOptions, build_metadata

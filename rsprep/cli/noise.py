@@ -76,7 +76,7 @@ def noise(
     overwrite: Overwrite = False,
 ) -> None:
     """Write noise/<name>.parquet (labels, labels_noisy), the flip log and noise/<name>.json."""
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.stages.noise import NoiseOptions, make_noise
 
     options = NoiseOptions(

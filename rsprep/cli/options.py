@@ -26,6 +26,9 @@ Force = Annotated[
     bool, typer.Option("--force", help="Redo the stage even when its stored result is current.")
 ]
 WorkDir = Annotated[Path, typer.Option("--work", help="The work store (folder of per-tile stores).")]
+SplitFractions = Annotated[
+    str, typer.Option("--fractions", help="train,validation,test fractions (or ratios like 2:1:1).")
+]
 
 
 def default_workers(workers: int | None) -> int:

@@ -32,7 +32,7 @@ def patch(
     """Cut products into patches: native-resolution bands, validity, nodata and SCL fractions."""
     from tqdm import tqdm
 
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
     from rsprep.core.bands import SPECTRAL_BANDS
     from rsprep.stages.patch import PatchOptions, patch_products

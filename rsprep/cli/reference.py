@@ -49,7 +49,7 @@ def reference(
     force: Force = False,
 ) -> None:
     """Rasterize CLC onto every patch (pixel-centre rule, CLC codes) and derive its multi-labels."""
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
     from rsprep.stages.reference import ReferenceOptions, reference_work
 

@@ -1,4 +1,4 @@
-"""How per-store and per-product results are shown: one line each, failures listed at the end, exit 1."""
+"""How commands show progress and results: tqdm bars on stderr, one line per result, failures at the end."""
 
 from __future__ import annotations
 
@@ -19,3 +19,35 @@ def show_results(results: Sequence, *, what: str, unit: str, line: Callable, is_
         for r in failed:
             typer.echo(f"  {r.error}", err=True)
         raise typer.Exit(1)
+
+
+class ProgressBar:
+    """A ``progress(done, total)`` callback drawn as a tqdm bar on stderr (nothing under ``--quiet``).
+
+    Use as a context manager so the bar is closed however the command ends.
+    """
+
+    def __init__(self, desc: str, unit: str, *, disable: bool) -> None:
+        self.desc, self.unit, self.disable = desc, unit, disable
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                desc=self.desc,
+                unit=self.unit,
+                disable=self.disable,
+                dynamic_ncols=True,
+                leave=False,
+            )
+        self._bar.update(done - self._bar.n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.close()

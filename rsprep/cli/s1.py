@@ -28,7 +28,7 @@ def s1(
     force: Force = False,
 ) -> None:
     """For every valid S2 patch: the closest fully covering S1 scene, resampled onto its 10 m grid."""
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
     from rsprep.stages.s1 import s1_work
 

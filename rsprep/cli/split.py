@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsprep.cli.options import Overwrite, Seed
-
-SplitFractions = Annotated[
-    str, typer.Option("--fractions", help="train,validation,test fractions (or ratios like 2:1:1).")
-]
+from rsprep.cli.options import Overwrite, Seed, SplitFractions
 
 
 def split(
@@ -46,7 +42,7 @@ def split(
     """Split a dataset (docs/splits.md); prints the split counts and writes split_report.json / .txt."""
     import json
 
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.core.leakage import summary
     from rsprep.core.splits import SplitOptions, parse_fractions
     from rsprep.stages.split import split_target

@@ -18,7 +18,7 @@ def stack(
     force: Force = False,
 ) -> None:
     """Stack the 12 spectral bands on the 10 m grid in the order B01…B08, B8A, B09, B11, B12."""
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
     from rsprep.stages.stack import stack_work
 

@@ -47,7 +47,7 @@ def synth(
     """Write a format-faithful synthetic archive derived from one land-cover ground truth."""
     from tqdm import tqdm
 
-    from rsprep.cli.main import quiet
+    from rsprep.cli.context import quiet
     from rsprep.synth import SynthConfig, plan_steps, synthesize
 
     cfg = SynthConfig(

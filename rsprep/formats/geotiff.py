@@ -1,4 +1,12 @@
-"""The official GeoTIFF layout, byte for byte as the reBEN distribution writes it (docs/formats.md).
+"""The official reBEN GeoTIFF layout (docs/formats.md#geotiff-layout): its names, its writer (byte for
+byte as the reBEN distribution writes it) and its reader.
+
+```
+BigEarthNet-S2/<patch_id minus _x_y>/<patch_id>/<patch_id>_<band>.tif      uint16, nodata 0
+BigEarthNet-S1/<s1_name minus _tile_x_y>/<s1_name>/<s1_name>_VV.tif        float32 (and _VH)
+Reference_Maps/<patch_id minus _x_y>/<patch_id>/<patch_id>_reference_map.tif  uint16, deflate
+```
+
 
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
 uncompressed; reference maps: uint16, nodata 0, DEFLATE with horizontal differencing (predictor 2).
@@ -9,24 +17,84 @@ place when every patch is written; the metadata tables are copied beside them, a
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rsprep.formats.layout import GROUPS, LAYOUT_DIRS, MAP_SUFFIX, band_files, patch_dir
+import numpy as np
+
+from rsprep.core.grid import strip_parts
+from rsprep.core.values import GROUP_BANDS, GROUPS, MAP_BAND, MAP_SUFFIX, REFERENCE_MAP
+from rsprep.errors import ReaderError
 from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
+    Counter,
     PartialBuild,
+    Progress,
     group_plan,
-    progress_bar,
     run_ordered,
     say_log,
 )
-from rsprep.formats.sources import Item, Source, SourceError, SourceSpec, read_items
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import building, replace_path
 
+if TYPE_CHECKING:  # sources.py reads this layout, so it is imported where it is used
+    from rsprep.formats.sources import Item, Source, SourceSpec
+
+S2_DIR = "BigEarthNet-S2"
+S1_DIR = "BigEarthNet-S1"
+MAPS_DIR = "Reference_Maps"
+LAYOUT_DIRS = (S2_DIR, S1_DIR, MAPS_DIR)
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------
+def patch_dir(group: str, key: str) -> Path:
+    """Folder of one patch relative to the layout root (``key`` = patch_id or s1_name)."""
+    if group == "s2":
+        return Path(S2_DIR, strip_parts(key, 2), key)
+    if group == "s1":
+        return Path(S1_DIR, strip_parts(key, 3), key)
+    if group == "map":
+        return Path(MAPS_DIR, strip_parts(key, 2), key)
+    raise ValueError(f"unknown group {group!r}")
+
+
+def band_files(group: str, key: str) -> dict[str, Path]:
+    """Band name -> file of one patch, relative to the layout root."""
+    folder = patch_dir(group, key)
+    if group == "map":
+        return {MAP_BAND: folder / f"{key}{MAP_SUFFIX}.tif"}
+    return {b: folder / f"{key}_{b}.tif" for b in GROUP_BANDS[group]}
+
+
+def scan(root: Path, group: str) -> list[str]:
+    """Patch names found in ``root``'s layout folder of ``group``, sorted (two directory levels)."""
+    top = root / {"s2": S2_DIR, "s1": S1_DIR, "map": MAPS_DIR}[group]
+    if not top.is_dir():
+        return []
+    names: list[str] = []
+    with os.scandir(top) as outer:
+        for scene in outer:
+            if not scene.is_dir():
+                continue
+            with os.scandir(scene.path) as inner:
+                names.extend(e.name for e in inner if e.is_dir())
+    return sorted(names)
+
+
+def is_layout(root: Path) -> bool:
+    """Whether ``root`` holds at least the S2 folder of the official layout."""
+    return (root / S2_DIR).is_dir()
+
+
+# --------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------
 PARTIAL = ".rsprep-tiff.partial"
 DEFAULT_CHUNK = 256
 
@@ -68,6 +136,8 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
 
 def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
     """Read one task's patches and write their folders (runs in a worker)."""
+    from rsprep.formats.sources import read_items
+
     spec, root, group, items = payload
     values = read_items(spec, group, items, georef=True)
     for it, v in zip(items, values, strict=True):
@@ -76,7 +146,11 @@ def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
     return len(items)
 
 
-def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
+def write_tiff(
+    source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
+) -> ConvertResult:
+    from rsprep.formats.sources import SourceError
+
     t0 = time.perf_counter()
     if source.spec.kind == "official" and dest.resolve() == source.root.resolve():
         raise SourceError(
@@ -92,23 +166,19 @@ def write_tiff(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         what=f"the GeoTIFF layout in {dest}",
     )
     total = sum(len(v) for v in source.items.values())
-    bar = progress_bar(total, "convert tiff", options.quiet)
-    bar.update(sum(len(items) for i, (_, _, items) in enumerate(tasks) if i in build.done))
+    counter = Counter(total, progress, sum(len(it) for i, (_, _, it) in enumerate(tasks) if i in build.done))
 
     def done(tid: int, count: int) -> None:
         build.log(tid)
-        bar.update(count)
+        counter.add(count)
 
     payloads = (
         (tid, (source.spec, str(build.path), g, items))
         for tid, (_, g, items) in enumerate(tasks)
         if tid not in build.done
     )
-    try:
-        what = f"GeoTIFFs under {build.path}"
-        run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
-    finally:
-        bar.close()
+    what = f"GeoTIFFs under {build.path}"
+    run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
     build.cleanup()
     for d in LAYOUT_DIRS:
         if (build.path / d).is_dir():
@@ -136,3 +206,38 @@ def _copy_tables(source: Source, dest: Path) -> list[str]:
                 shutil.copyfile(src, tmp)
             copied.append(name)
     return copied
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+class TiffReader:
+    """Patches of the official GeoTIFF layout (a folder holding ``BigEarthNet-S2/`` …)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def get(self, group: str, key: str) -> dict[str, np.ndarray]:
+        """The band arrays of one S2 patch (``s2``), S1 patch (``s1``) or reference map (``map``)."""
+        import tifffile
+
+        out: dict[str, np.ndarray] = {}
+        for name, rel in band_files(group, key).items():
+            path = self.root / rel
+            try:
+                out[name] = tifffile.imread(path)
+            except FileNotFoundError:
+                raise ReaderError(f"{path} is missing ({group} patch {key})") from None
+            except (tifffile.TiffFileError, ValueError, OSError) as exc:
+                raise ReaderError(
+                    f"{path} is not a readable GeoTIFF ({exc}); re-download or rewrite it"
+                ) from exc
+        return out
+
+    def patch(self, patch_id: str, s1_name: str | None = None, *, reference_map: bool = True) -> dict:
+        out = self.get("s2", patch_id)
+        if s1_name:
+            out.update(self.get("s1", s1_name))
+        if reference_map:
+            out[REFERENCE_MAP] = self.get("map", patch_id)[MAP_BAND]
+        return out

@@ -10,17 +10,22 @@ the data written (it is never a fixed huge reservation) and ends at what the dat
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
-from rsprep.formats.layout import GROUPS
+import numpy as np
+
+from rsprep.core.values import GROUPS, MAP_BAND, REFERENCE_MAP, map_key
+from rsprep.errors import InputNotFoundError, ReaderError
 from rsprep.formats.resumable import (
     ConvertError,
     ConvertOptions,
     ConvertResult,
+    Counter,
     PartialBuild,
+    Progress,
     group_plan,
-    progress_bar,
     run_ordered,
     say_log,
 )
@@ -48,7 +53,9 @@ def _pages_needed(values: list[tuple[bytes, bytes]], psize: int) -> int:
     return pages + 2 * math.ceil(sum(len(k) + 32 for k, _ in values) / psize) + 16
 
 
-def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
+def write_lmdb(
+    source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
+) -> ConvertResult:
     import lmdb
 
     t0 = time.perf_counter()
@@ -63,8 +70,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         last = bytes(cur.key()) if cur.last() else None
     state = {"last": last}
     total = sum(len(source.items[g]) for g in GROUPS)
-    bar = progress_bar(total, "convert lmdb", options.quiet)
-    bar.update(sum(len(items) for u, _, items in tasks if u in build.done))
+    count = Counter(total, progress, sum(len(items) for u, _, items in tasks if u in build.done))
     pending: dict[int, list[tuple[bytes, bytes]]] = {}
     remaining = dict(enumerate(per_unit))
 
@@ -72,7 +78,7 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         """Gather a unit's values; write them, sorted, once its last task is in."""
         unit = tasks[tid][0]
         pending.setdefault(unit, []).extend(values)
-        bar.update(len(values))
+        count.add(len(values))
         remaining[unit] -= 1
         if remaining[unit] == 0:
             write(unit, sorted(pending.pop(unit)))
@@ -101,7 +107,6 @@ def write_lmdb(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         env.sync(True)
         info, stat = env.info(), env.stat()
     finally:
-        bar.close()
         env.close()
     build.cleanup()
     (build.path / "lock.mdb").unlink(missing_ok=True)
@@ -128,3 +133,101 @@ def _ensure_room(env, extra: int) -> None:
     target = math.ceil((used + extra) / MIB) * MIB
     if info["map_size"] < target:
         env.set_mapsize(target)
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+_ENVS: dict[tuple[str, int, int], object] = {}
+
+
+def _env_key(path: Path) -> tuple[str, int, int]:
+    # the inode tells a rebuilt environment (a new data.mdb at the same path) from the open one
+    return (str(path.resolve()), os.getpid(), (path / "data.mdb").stat().st_ino)
+
+
+def _open_env(path: Path):
+    """One read-only environment per file and process (LMDB forbids opening one twice in a process)."""
+    import lmdb
+
+    key = _env_key(path)
+    env = _ENVS.get(key)
+    if env is None:
+        env = _ENVS[key] = lmdb.open(
+            key[0], readonly=True, lock=False, readahead=False, meminit=False, max_readers=512
+        )
+    return env
+
+
+class LmdbReader:
+    """Values of an rsprep/rico-hdl LMDB environment (a folder holding ``data.mdb``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "data.mdb").is_file():
+            raise InputNotFoundError(
+                f"{self.path} holds no data.mdb; create it with `rsprep convert lmdb DATASET`"
+            )
+        self._env = None
+        self._pid: int | None = None
+
+    @property
+    def env(self):
+        """The environment, opened on first use in each process (shared by readers of the same path)."""
+        if self._env is None or self._pid != os.getpid():
+            self._env = _open_env(self.path)
+            self._pid = os.getpid()
+        return self._env
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_env": None, "_pid": None}
+
+    def close(self) -> None:
+        """Close the environment (for every reader of this path in this process)."""
+        env = _ENVS.pop(_env_key(self.path), None) if (self.path / "data.mdb").exists() else None
+        if env is not None:
+            env.close()
+        self._env = None
+
+    def keys(self) -> list[str]:
+        """All keys, in the environment's (sorted) order."""
+        with self.env.begin(buffers=True) as txn:
+            return [bytes(k).decode() for k in txn.cursor().iternext(values=False)]
+
+    def __len__(self) -> int:
+        return self.env.stat()["entries"]
+
+    def __contains__(self, key: str) -> bool:
+        with self.env.begin(buffers=True) as txn:
+            return txn.get(key.encode()) is not None
+
+    def raw(self, key: str) -> bytes:
+        """The stored safetensors bytes of ``key``."""
+        with self.env.begin(buffers=True) as txn:
+            buf = txn.get(key.encode())
+            if buf is None:
+                raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
+            return bytes(buf)
+
+    def get(self, key: str) -> dict[str, np.ndarray]:
+        """The arrays stored under one key (an S2 patch_id, an s1_name or ``<patch_id>_reference_map``)."""
+        from safetensors.numpy import load
+
+        return load(self.raw(key))
+
+    def patch(self, patch_id: str, s1_name: str | None = None, *, reference_map: bool = True) -> dict:
+        """All arrays of one patch: its S2 bands, its S1 bands when ``s1_name`` is given, its map."""
+        from safetensors.numpy import load
+
+        keys = [patch_id] + ([s1_name] if s1_name else []) + ([map_key(patch_id)] if reference_map else [])
+        out: dict[str, np.ndarray] = {}
+        with self.env.begin(buffers=True) as txn:
+            for key in keys:
+                buf = txn.get(key.encode())
+                if buf is None:
+                    raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
+                values = load(bytes(buf))
+                if key.endswith("_reference_map") and key != patch_id:
+                    values = {REFERENCE_MAP: values[MAP_BAND]}
+                out.update(values)
+        return out

@@ -1,4 +1,4 @@
-"""`rsprep convert lmdb|zarr|tiff`: the shared machinery of the three writers.
+"""Resumable builds: the shared machinery of the three format writers (LMDB, Zarr, GeoTIFF).
 
 Every output is built in a hidden sibling (``.<name>.partial``) that holds a state file naming the
 plan (format, source, options and the task list, as one digest) and a progress log of finished tasks.
@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from rsprep import __version__
-from rsprep.errors import OutputExistsError, RsprepError
+from rsprep.errors import InvalidParameterError, OutputExistsError, RsprepError
 from rsprep.store.atomic import digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 #: Where the writers report resuming or discarding a partial build unless a caller passes ``say``.
 say_log: Callable[[str], None] = log.info
+#: Called as ``progress(done, total)``: values written so far (a resumed build starts above 0) and in all.
+Progress = Callable[[int, int], None]
 
 FORMATS = ("lmdb", "zarr", "tiff")
 STATE = "rsprep-convert.json"
@@ -39,17 +41,46 @@ class ConvertError(RsprepError, RuntimeError):
     """Writing a converted output failed (disk full, unreadable input …); progress so far is kept."""
 
 
+CLASS_ORDERS = ("alphabetical", "paper")
+COMPRESSORS = ("lz4", "zstd", "none")
+STACK_METHODS = ("bilinear", "nearest")  # as the stack stage (rsprep.core.kernels.RESAMPLING)
+
+
 @dataclass
 class ConvertOptions:
+    """How ``rsprep convert`` writes (the format-specific fields apply to Zarr only)."""
+
     workers: int = 1
     overwrite: bool = False
-    quiet: bool = False
     chunk: int = 0  # values per task; 0 = a default per format and source
     stack: bool = False  # zarr: also write s2_stacked
     stack_method: str = "bilinear"
     shard_patches: int = 1024  # zarr: patches per shard
     class_order: str = "alphabetical"  # zarr: column order of the multi-hot labels
     compressor: str = "none"  # zarr image arrays: none (fastest random access), or Blosc lz4 / zstd
+
+    def validate(self) -> None:
+        """Raises:
+        InvalidParameterError: a value out of range, naming its flag.
+        """
+        if self.workers < 1:
+            raise InvalidParameterError(f"--workers must be at least 1, not {self.workers}")
+        if self.chunk < 0:
+            raise InvalidParameterError(f"--chunk must be 0 (the default) or more values, not {self.chunk}")
+        if self.stack_method not in STACK_METHODS:
+            raise InvalidParameterError(
+                f"--stack-method {self.stack_method!r} is not one of {', '.join(STACK_METHODS)}"
+            )
+        if self.class_order not in CLASS_ORDERS:
+            raise InvalidParameterError(
+                f"--class-order {self.class_order!r} is not one of paper, alphabetical"
+            )
+        if self.compressor not in COMPRESSORS:
+            raise InvalidParameterError(
+                f"--compressor {self.compressor!r} is not one of {', '.join(COMPRESSORS)}"
+            )
+        if self.shard_patches < 1:
+            raise InvalidParameterError(f"--shard-patches must be at least 1, not {self.shard_patches}")
 
 
 @dataclass
@@ -152,7 +183,7 @@ def group_plan(fmt: str, source, size: int) -> tuple[list[tuple[int, str, list]]
     Returns ``(unit, group, items)`` per task, the number of tasks of each write unit
     (:meth:`Source.units`) and the plan record.
     """
-    from rsprep.formats.layout import GROUPS
+    from rsprep.core.values import GROUPS
 
     tasks: list[tuple[int, str, list]] = []
     per_unit: list[int] = []
@@ -229,10 +260,17 @@ def _run_ordered(fn, tasks, workers: int, on_result) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def progress_bar(total: int, desc: str, quiet: bool):
-    from tqdm import tqdm
+class Counter:
+    """Counts written values and reports them to a :data:`Progress` callback (if any)."""
 
-    return tqdm(total=total, desc=desc, unit="value", disable=quiet, dynamic_ncols=True, leave=False)
+    def __init__(self, total: int, progress: Progress | None, done: int = 0) -> None:
+        self.total, self.done, self._progress = total, 0, progress
+        self.add(done)
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self._progress is not None:
+            self._progress(self.done, self.total)
 
 
 def options_record(options: ConvertOptions, keys: Sequence[str]) -> dict[str, Any]:

@@ -18,20 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep.core.bands import SPECTRAL_BANDS, band
+from rsprep.core.bands import SPECTRAL_BANDS
 from rsprep.core.grid import strip_parts
-from rsprep.errors import InputNotFoundError, InvalidParameterError
-from rsprep.formats.layout import (
-    GROUP_BANDS,
-    GROUP_DTYPES,
-    GROUPS,
-    MAP_BAND,
-    MAP_SUFFIX,
-    band_files,
-    is_layout,
-    map_key,
-    scan,
-)
+from rsprep.core.values import GROUP_BANDS, GROUP_DTYPES, GROUPS, MAP_BAND, MAP_SUFFIX, map_key, resolution
+from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
+from rsprep.formats.geotiff import TiffReader, band_files, is_layout, scan
 from rsprep.formats.resumable import chunks
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import digest, fingerprint_files
@@ -298,8 +289,6 @@ def read_items(spec: SourceSpec, group: str, items: list[Item], *, georef: bool 
 
 
 def _read_official(root: Path, group: str, items: list[Item], georef: bool) -> list[dict]:
-    from rsprep.formats.readers import ReaderError, TiffReader
-
     reader = TiffReader(root)
     out = []
     for it in items:
@@ -320,8 +309,6 @@ def _read_official(root: Path, group: str, items: list[Item], georef: bool) -> l
 
 def _read_georef(root: Path, group: str, key: str) -> dict:
     import rasterio
-
-    from rsprep.formats.readers import ReaderError
 
     values: dict[str, Any] = {"_transform": {}}
     for name, rel in band_files(group, key).items():
@@ -363,9 +350,5 @@ def _read_work(stores: dict[str, TileStore], group: str, items: list[Item], geor
                 it = items[k]
                 x, y = grid.xy(it.grid_row if group == "s1" else it.row)
                 out[k]["_crs"] = f"EPSG:{grid.epsg}"
-                out[k]["_transform"] = {b: grid.transform(x, y, _resolution(b)) for b in names}
+                out[k]["_transform"] = {b: grid.transform(x, y, resolution(b)) for b in names}
     return out
-
-
-def _resolution(name: str) -> int:
-    return 10 if name in GROUP_BANDS["s1"] or name == MAP_BAND else band(name).resolution

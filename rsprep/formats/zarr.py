@@ -18,6 +18,8 @@ never touch the same file.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -26,21 +28,23 @@ import pyarrow as pa
 
 from rsprep import __version__
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
-from rsprep.core.kernels import RESAMPLING, to_side
+from rsprep.core.kernels import to_side
 from rsprep.core.nomenclature import BEN19
-from rsprep.errors import InvalidParameterError
-from rsprep.formats.layout import GROUP_BANDS, MAP_BAND, map_key, native_pixels
+from rsprep.core.values import GROUP_BANDS, MAP_BAND, REFERENCE_MAP, map_key, native_pixels
+from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
 from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
+    Counter,
     PartialBuild,
+    Progress,
     chunks,
     options_record,
-    progress_bar,
     run_ordered,
     say_log,
 )
 from rsprep.formats.sources import Item, Source, SourceError, read_items
+from rsprep.formats.zarr_shards import ShardedPatchArray
 from rsprep.store.atomic import digest, replace_path
 from rsprep.store.workstore import compressors, consolidate
 
@@ -86,9 +90,6 @@ def multi_hot(labels: pa.ChunkedArray | pa.Array, classes: tuple[str, ...], sour
                 raise InvalidParameterError(f"{source}: row {r} has label {name!r}, not a BEN-19 class")
             out[r, j] = 1
     return out
-
-
-COMPRESSORS = ("lz4", "zstd", "none")
 
 
 def image_compressors(name: str):
@@ -225,26 +226,15 @@ def write_shard(payload) -> int:
     return b - a
 
 
-def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=say_log) -> ConvertResult:
+def write_zarr(
+    source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
+) -> ConvertResult:
     t0 = time.perf_counter()
     if source.table is None:
         raise SourceError(
             f"{source.root} holds no metadata.parquet; Zarr stores labels and splits, so it needs one"
         )
-    if options.stack and options.stack_method not in RESAMPLING:
-        raise InvalidParameterError(
-            f"--stack-method {options.stack_method!r} is not one of {', '.join(RESAMPLING)}"
-        )
-    if options.class_order not in ("paper", "alphabetical"):
-        raise InvalidParameterError(
-            f"--class-order {options.class_order!r} is not one of paper, alphabetical"
-        )
-    if options.compressor not in COMPRESSORS:
-        raise InvalidParameterError(
-            f"--compressor {options.compressor!r} is not one of {', '.join(COMPRESSORS)}"
-        )
-    if options.shard_patches < 1:
-        raise InvalidParameterError(f"--shard-patches must be at least 1, not {options.shard_patches}")
+    options.validate()
     s2_items, s1_items, map_items = _rows(source)
     n = len(s2_items)
     if n == 0:
@@ -270,12 +260,11 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         say=say,
         prepare=lambda path: _create(path, source, n, options, shard, classes),
     )
-    bar = progress_bar(n, "convert zarr", options.quiet)
-    bar.update(sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
+    counter = Counter(n, progress, sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
 
     def done(tid: int, count: int) -> None:
         build.log(tid)
-        bar.update(count)
+        counter.add(count)
 
     payloads = (
         (
@@ -295,10 +284,7 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         for tid, (a, b) in enumerate(tasks)
         if tid not in build.done
     )
-    try:
-        run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
-    finally:
-        bar.close()
+    run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
     build.cleanup()
     consolidate(build.path)
     replace_path(build.path, dest)
@@ -312,3 +298,90 @@ def write_zarr(source: Source, dest: Path, options: ConvertOptions, say=say_log)
         time.perf_counter() - t0,
         {"files": files, "shard_patches": shard, "stack": options.stack},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+class ZarrReader:
+    """Patches of an rsprep Zarr v3 store (``dataset.zarr``), looked up by patch_id."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise InputNotFoundError(
+                f"{self.path} is not a Zarr store (no zarr.json); "
+                "create it with `rsprep convert zarr DATASET`"
+            )
+        self._group = None
+        self._pid: int | None = None
+        self._index: dict[str, int] | None = None
+        self._labels_cache: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_group": None, "_pid": None, "_index": self._index, "_labels_cache": None}
+
+    @property
+    def group(self):
+        """The store's root group, opened on first use in each process (with its image arrays)."""
+        if self._group is None or self._pid != os.getpid():
+            import zarr
+
+            self._group = zarr.open_group(self.path, mode="r")
+            self._pid = os.getpid()
+            self._arrays = self._open_arrays()
+            self._labels_cache = self._group["labels"][:]
+        return self._group
+
+    def _open_arrays(self) -> dict:
+        meta = (
+            json.loads((self.path / "zarr.json").read_text())
+            .get("consolidated_metadata", {})
+            .get("metadata", {})
+        )
+        names = [f"s2/{b}" for b in GROUP_BANDS["s2"]]
+        if "s1" in self._group:
+            names += [f"s1/{b}" for b in GROUP_BANDS["s1"]]
+        names.append(REFERENCE_MAP)
+        arrays = {}
+        for name in names:
+            key = name.split("/")[-1]
+            fast = ShardedPatchArray.open(self.path / name, meta.get(name))
+            arrays[key] = fast if fast is not None else self._group[name]
+        return arrays
+
+    @property
+    def patch_ids(self) -> list[str]:
+        return [str(p) for p in self.group["patch_id"][:]]
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {p: i for i, p in enumerate(self.patch_ids)}
+        return self._index
+
+    def __len__(self) -> int:
+        return self.group["patch_id"].shape[0]
+
+    def __contains__(self, patch_id: str) -> bool:
+        return patch_id in self.index
+
+    def row(self, patch_id: str) -> int:
+        try:
+            return self.index[patch_id]
+        except KeyError:
+            raise ReaderError(f"{patch_id!r} is not a patch of {self.path}") from None
+
+    def patch(self, patch_id: str, *, s1: bool = True, reference_map: bool = True) -> dict[str, np.ndarray]:
+        """All arrays of one patch (S2 bands, S1 bands, map) and its multi-hot ``labels``."""
+        return self.read_row(self.row(patch_id), s1=s1, reference_map=reference_map)
+
+    def read_row(self, i: int, *, s1: bool = True, reference_map: bool = True) -> dict[str, np.ndarray]:
+        _ = self.group  # opens the arrays in this process
+        out = {}
+        for name, arr in self._arrays.items():
+            if (not s1 and name in GROUP_BANDS["s1"]) or (not reference_map and name == REFERENCE_MAP):
+                continue
+            out[name] = arr[i]
+        out["labels"] = self._labels_cache[i]
+        return out

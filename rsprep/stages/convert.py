@@ -1,5 +1,5 @@
-"""`rsprep convert` as a library call: open the source, pick the default output, run the writer and
-record the conversion in the dataset's ``build.json``."""
+"""``rsprep convert``: open the source, pick the default output, run the format's writer and record
+the conversion in the dataset's ``build.json`` (docs/convert.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rsprep.errors import InvalidParameterError
-from rsprep.formats.resumable import FORMATS, ConvertOptions, ConvertResult, say_log
+from rsprep.formats.resumable import FORMATS, ConvertOptions, ConvertResult, Progress, say_log
 from rsprep.formats.sources import open_source
 from rsprep.store import dataset as ds
 
@@ -20,13 +20,17 @@ def default_output(fmt: str, root: Path) -> Path:
 
 
 def convert(
-    fmt: str, src: str | Path, out: str | Path | None, options: ConvertOptions, say=say_log
+    fmt: str,
+    src: str | Path,
+    out: str | Path | None,
+    options: ConvertOptions,
+    say=say_log,
+    progress: Progress | None = None,
 ) -> ConvertResult:
     """Convert ``src`` (dataset folder or official reBEN folder) to ``fmt`` at ``out`` (or the default)."""
     if fmt not in FORMATS:
         raise InvalidParameterError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if options.workers < 1:
-        raise InvalidParameterError(f"--workers must be at least 1, not {options.workers}")
+    options.validate()
     source = open_source(src)
     for note in source.notes:
         say(note)
@@ -37,7 +41,7 @@ def convert(
         from rsprep.formats.zarr import write_zarr as write
     else:
         from rsprep.formats.geotiff import write_tiff as write
-    result = write(source, dest, options, say)
+    result = write(source, dest, options, say, progress)
     if source.spec.kind == "dataset":
         record = {k: v for k, v in asdict(result).items() if k != "format"}
         record["path"] = str(Path(result.path).resolve())
