@@ -29,9 +29,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_patch import replace_section
 
+from rsprep.core.noise import label_matrix
 from rsprep.core.nomenclature import BEN19
 from rsprep.core.splits import SplitOptions, split_table
-from rsprep.stages.noise import NoiseOptions, label_matrix, make_noise
+from rsprep.stages.noise import NoiseOptions, make_noise
 
 N_SIDE, STEP, SIZE, P = 91, 100_000, 109_800, 1200
 

@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rsprep.core.labels import label_patches
+from rsprep.core.noise import label_matrix
 from rsprep.core.nomenclature import BEN19
 from rsprep.errors import InvalidParameterError, OutputExistsError
-from rsprep.stages.noise import NoiseOptions, label_matrix, make_noise
+from rsprep.stages.noise import NoiseOptions, make_noise
 
 CLASSES = list(BEN19.classes)
 ALPHA = sorted(CLASSES)
