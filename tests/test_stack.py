@@ -11,7 +11,7 @@ from rsprep.core import kernels
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.errors import InvalidParameterError
 from rsprep.stages.patch import PatchOptions, patch_product
-from rsprep.stages.stack import stack_store, stack_work
+from rsprep.stages.stack import StackOptions, stack_store, stack_work
 from rsprep.store.workstore import TileStore, WorkStoreError
 
 
@@ -25,7 +25,7 @@ def store(archive, manifest, tmp_path_factory) -> TileStore:
 
 @pytest.mark.parametrize("method", ["bilinear", "nearest"])
 def test_stack_shape_order_and_values(store, method):
-    r = stack_store(store, resampling=method, force=True)
+    r = stack_store(store, StackOptions(resampling=method), force=True)
     assert r.status == "done"
     arr = store.zarr("stack.zarr")["s2_stacked"]
     n = store.grid.count
@@ -52,9 +52,9 @@ def test_stack_shape_order_and_values(store, method):
 def test_stack_skips_current_and_refuses_band_subsets(store, archive, manifest, tmp_path):
     stack_store(store, force=True)
     assert stack_store(store).status == "skipped"
-    assert stack_store(store, resampling="nearest").status == "done"
+    assert stack_store(store, StackOptions(resampling="nearest")).status == "done"
     with pytest.raises(InvalidParameterError, match="bicubic"):
-        stack_store(store, resampling="bicubic")
+        stack_store(store, StackOptions(resampling="bicubic"))
     sub = TileStore.open(
         patch_product(
             archive / manifest["products"][0]["path"],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsprep.cli.options import Force
+from rsprep.cli.options import Force, Workers, default_workers
 
 
 def stack(
@@ -15,14 +15,16 @@ def stack(
     resampling: Annotated[
         str, typer.Option("--resampling", help="Upsampling of 20 m / 60 m bands: bilinear or nearest.")
     ] = "bilinear",
+    workers: Workers = 0,
     force: Force = False,
 ) -> None:
     """Stack the 12 spectral bands on the 10 m grid in the order B01…B08, B8A, B09, B11, B12."""
     from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
-    from rsprep.stages.stack import stack_work
+    from rsprep.stages.stack import StackOptions, stack_work
 
-    results = stack_work(work, resampling=resampling, force=force)
+    options = StackOptions(resampling=resampling)
+    results = stack_work(work, options, workers=default_workers(workers), force=force)
     show_results(
         results,
         what="stack",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,9 @@ from rsprep.core.labels import CODE_BINS, DEFAULT_MAX_UNLABELED, PatchLabels, la
 from rsprep.core.nomenclature import Nomenclature
 from rsprep.core.nomenclature import get as get_nomenclature
 from rsprep.core.rasterize import rasterize_patches
-from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.errors import InvalidParameterError
 from rsprep.inputs.clc import ClcSource, open_clc, read_clc
+from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
     LABELS_TABLE,
@@ -59,18 +60,6 @@ class ReferenceOptions:
         return get_nomenclature(self.nomenclature)
 
 
-@dataclass
-class ReferenceResult:
-    store: str
-    status: str  # done | skipped | failed
-    patches: int = 0
-    labeled: int = 0
-    polygons: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
 def grid_maps(source: ClcSource, grid: TileGrid) -> tuple[np.ndarray, int]:
     """Reference maps of every patch of ``grid``: uint16 (N, P/10, P/10), and the polygons read."""
     p = grid.pixels(10)
@@ -83,7 +72,7 @@ def grid_maps(source: ClcSource, grid: TileGrid) -> tuple[np.ndarray, int]:
 
 def reference_store(
     store: TileStore, source: ClcSource, options: ReferenceOptions | None = None, *, force: bool = False
-) -> ReferenceResult:
+) -> StageResult:
     """Write ``reference.zarr`` and ``labels.parquet`` for one tile store.
 
     Raises:
@@ -112,14 +101,8 @@ def reference_store(
     rec = store.stage(STAGE)
     outputs_there = (store.path / REFERENCE_ARRAYS).is_dir() and (store.path / LABELS_TABLE).is_file()
     if not force and outputs_there and store.is_current(STAGE, params, inputs):
-        return ReferenceResult(
-            str(store.path),
-            "skipped",
-            grid.count,
-            rec.get("labeled", 0),
-            rec.get("polygons", 0),
-            time.perf_counter() - t0,
-        )
+        counts = {"labeled": rec.get("labeled", 0), "polygons": rec.get("polygons", 0)}
+        return _result(store, SKIPPED, grid.count, t0, counts)
     maps, n_polygons = grid_maps(source, grid)
     warnings = []
     if n_polygons == 0:
@@ -168,9 +151,13 @@ def reference_store(
             polygons=n_polygons,
         ),
     )
-    return ReferenceResult(
-        str(store.path), "done", grid.count, labeled, n_polygons, time.perf_counter() - t0, warnings=warnings
-    )
+    return _result(store, DONE, grid.count, t0, {"labeled": labeled, "polygons": n_polygons}, warnings)
+
+
+def _result(store: TileStore, status: str, patches: int, t0: float, counts: dict, warnings=()) -> StageResult:
+    seconds = time.perf_counter() - t0
+    path = str(store.path)
+    return StageResult(STAGE, path, status, path, patches, seconds, counts=counts, warnings=list(warnings))
 
 
 def label_table(store: TileStore, labels: PatchLabels, quality_passed: bool):
@@ -241,8 +228,8 @@ def reference_work(
     clc_crs: str | None = None,
     workers: int = 1,
     force: bool = False,
-    on_result: Callable[[ReferenceResult], None] | None = None,
-) -> tuple[list[ReferenceResult], ClcSource]:
+    on_result: Callable[[StageResult], None] | None = None,
+) -> tuple[list[StageResult], ClcSource]:
     """Reference every store of ``work``; a failing store never stops the others.
 
     The CLC file is opened (layer, code field, CRS resolved) once, before any store is touched, so
@@ -251,16 +238,10 @@ def reference_work(
     opts = options or ReferenceOptions()
     opts.validate()
     source = open_clc(clc, layer=layer, code_field=code_field, crs=clc_crs)
-    stores = find_stores(work)
-    tasks = [(str(s.path), source, opts, force) for s in stores]
-    from rsprep.stages.runner import run_tasks
-
-    return run_tasks(_reference_one, tasks, workers=workers, on_result=on_result), source
+    check_workers(workers)
+    tasks = store_tasks(STAGE, _reference_one, find_stores(work), source, opts, force)
+    return execute(tasks, workers=workers, on_result=on_result), source
 
 
-def _reference_one(task) -> ReferenceResult:
-    path, source, opts, force = task
-    try:
-        return reference_store(TileStore.open(path), source, opts, force=force)
-    except (RsprepError, OSError) as exc:
-        return ReferenceResult(path, "failed", error=str(exc))
+def _reference_one(path: str, source: ClcSource, options: ReferenceOptions, force: bool) -> StageResult:
+    return reference_store(TileStore.open(path), source, options, force=force)

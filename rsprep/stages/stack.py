@@ -16,7 +16,8 @@ import numpy as np
 
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.core.kernels import RESAMPLING, to_side
-from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.errors import InvalidParameterError
+from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.store.atomic import building, digest
 from rsprep.store.workstore import (
     S2_ARRAYS,
@@ -32,27 +33,45 @@ from rsprep.store.workstore import (
 STAGE = "stack"
 
 
-@dataclass
-class StackResult:
-    store: str
-    status: str  # done | skipped | failed
-    patches: int = 0
-    seconds: float = 0.0
-    error: str | None = None
+@dataclass(frozen=True)
+class StackOptions:
+    """How the 20 m and 60 m bands are brought to 10 m."""
+
+    resampling: str = "bilinear"
+
+    def validate(self) -> None:
+        """Raises:
+        InvalidParameterError: an unknown resampling method.
+        """
+        if self.resampling not in RESAMPLING:
+            raise InvalidParameterError(
+                f"resampling {self.resampling!r} is not one of {', '.join(RESAMPLING)}"
+            )
 
 
 def stack_store(
-    store: TileStore, *, resampling: str = "bilinear", force: bool = False, progress: Callable | None = None
-) -> StackResult:
+    store: TileStore,
+    options: StackOptions | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> StageResult:
     """Write ``stack.zarr`` for one tile store.
+
+    Args:
+        store: the tile store (its patch stage must have kept all 12 bands).
+        options: the resampling method.
+        force: redo even when the stored result is current.
+        progress: called with the number of patches just stacked.
 
     Raises:
         WorkStoreError: the patch stage is missing or did not keep all 12 bands.
         InvalidParameterError: unknown resampling method.
     """
     t0 = time.perf_counter()
-    if resampling not in RESAMPLING:
-        raise InvalidParameterError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
+    opts = options or StackOptions()
+    opts.validate()
+    resampling = opts.resampling
     patch_rec = store.require_stage("patch", "run `rsprep patch` first")
     missing = [b for b in SPECTRAL_BANDS if b not in patch_rec["parameters"]["bands"]]
     if missing:
@@ -64,7 +83,7 @@ def stack_store(
     params = {"resampling": resampling}
     inputs = digest(patch_rec)
     if not force and store.is_current(STAGE, params, inputs) and (store.path / STACK_ARRAYS).is_dir():
-        return StackResult(str(store.path), "skipped", store.grid.count, time.perf_counter() - t0)
+        return _result(store, SKIPPED, store.grid.count, t0)
 
     import zarr
 
@@ -106,25 +125,28 @@ def stack_store(
                 progress(r1 - r0)
         consolidate(tmp)
     store.record_stage(STAGE, stage_record(params, inputs, outputs=[STACK_ARRAYS], patches=n_patches))
-    return StackResult(str(store.path), "done", n_patches, time.perf_counter() - t0)
+    return _result(store, DONE, n_patches, t0)
+
+
+def _result(store: TileStore, status: str, patches: int, t0: float) -> StageResult:
+    return StageResult(STAGE, str(store.path), status, str(store.path), patches, time.perf_counter() - t0)
 
 
 def stack_work(
     work: str | Path,
+    options: StackOptions | None = None,
     *,
-    resampling: str = "bilinear",
+    workers: int = 1,
     force: bool = False,
-    on_result: Callable[[StackResult], None] | None = None,
-    progress: Callable | None = None,
-) -> list[StackResult]:
-    """Stack every store of ``work``; a failing store never stops the others."""
-    results = []
-    for store in find_stores(work):
-        try:
-            r = stack_store(store, resampling=resampling, force=force, progress=progress)
-        except (RsprepError, OSError) as exc:
-            r = StackResult(str(store.path), "failed", error=str(exc))
-        results.append(r)
-        if on_result:
-            on_result(r)
-    return results
+    on_result: Callable[[StageResult], None] | None = None,
+) -> list[StageResult]:
+    """Stack every store of ``work`` (in ``workers`` processes); a failing store never stops the others."""
+    opts = options or StackOptions()
+    opts.validate()
+    check_workers(workers)
+    tasks = store_tasks(STAGE, _stack_one, find_stores(work), opts, force)
+    return execute(tasks, workers=workers, on_result=on_result)
+
+
+def _stack_one(path: str, options: StackOptions, force: bool) -> StageResult:
+    return stack_store(TileStore.open(path), options, force=force)
