@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from rsprep.errors import InvalidProductError, RsprepError
+from rsprep.store.atomic import building
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +88,8 @@ def l1c_to_l2a(product, *, work: Path, executable: str | None = None) -> Path:
         safe = product.path / product.safe_root if product.safe_root else product.path
     for d in prepare_l1c(safe):
         log.info("created empty folder %s for sen2cor", d)
-    tmp_out = base / f".L2A.tmp-{os.getpid()}"
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    tmp_out.mkdir(parents=True)
-    cmd = [exe, "--output_dir", str(tmp_out), str(safe)]
-    log.info("running %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        shutil.rmtree(tmp_out, ignore_errors=True)
-        raise Sen2corError(f"cannot run {exe} ({exc}); {INSTALL_HINT}") from exc
-    if proc.returncode != 0:
-        shutil.rmtree(tmp_out, ignore_errors=True)
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise Sen2corError(f"{exe} failed on {safe} (exit {proc.returncode}): {tail}")
-    if _find_l2a(tmp_out, product) is None:
-        shutil.rmtree(tmp_out, ignore_errors=True)
-        raise Sen2corError(
-            f"{exe} finished on {safe} but wrote no L2A product for tile {product.tile_id} "
-            f"and datatake {product.datatake_time:%Y%m%dT%H%M%S} into its output folder"
-        )
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp_out, out_dir)
+    with building(out_dir) as tmp_out:  # only a finished, matching L2A product replaces out_dir
+        _run(exe, safe, tmp_out, product)
     found = _find_l2a(out_dir, product)
     read_product(found, check_files=False)
     return found
@@ -122,3 +103,21 @@ def _find_l2a(folder: Path, l1c) -> Path | None:
         p for p in folder.glob("*MSIL2A*.SAFE") if p.is_dir() and stamp in p.name and l1c.tile_id in p.name
     )
     return hits[-1] if hits else None
+
+
+def _run(exe: str, safe: Path, tmp_out: Path, product) -> None:
+    """Run sen2cor on ``safe`` into ``tmp_out`` and check that it wrote the expected L2A product."""
+    cmd = [exe, "--output_dir", str(tmp_out), str(safe)]
+    log.info("running %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise Sen2corError(f"cannot run {exe} ({exc}); {INSTALL_HINT}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise Sen2corError(f"{exe} failed on {safe} (exit {proc.returncode}): {tail}")
+    if _find_l2a(tmp_out, product) is None:
+        raise Sen2corError(
+            f"{exe} finished on {safe} but wrote no L2A product for tile {product.tile_id} "
+            f"and datatake {product.datatake_time:%Y%m%dT%H%M%S} into its output folder"
+        )

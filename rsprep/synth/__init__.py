@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,22 +76,15 @@ def synthesize(
         raise OutputExistsError(
             f"{out} exists already; pass --overwrite to replace it or choose another folder"
         )
+    from rsprep.store.atomic import building
+    from rsprep.synth.archive import build_archive
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        manifest = _build(tmp, cfg, progress or (lambda _step: None))
+    with building(out) as tmp:
+        manifest = build_archive(tmp, cfg, progress or (lambda _step: None))
         (tmp / MANIFEST_NAME).write_text(
             json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8"
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -102,150 +93,6 @@ def plan_steps(cfg: SynthConfig) -> int:
     products = cfg.tiles * cfg.acquisitions
     s1 = (cfg.acquisitions + 1) if cfg.s1 else 0
     return 1 + products + 2 + s1
-
-
-def _build(root: Path, cfg: SynthConfig, progress: Progress) -> dict[str, Any]:
-    from pyproj import Transformer
-
-    from rsprep import __version__
-    from rsprep.core.grid import parse_product_uri, patch_name, patches_per_side
-    from rsprep.synth import layout
-    from rsprep.synth.landcover import make_truth, world_bounds
-    from rsprep.synth.render import render_product
-    from rsprep.synth.s1 import s1_specs, write_scene
-    from rsprep.synth.safe_writer import write_product, zip_product
-    from rsprep.synth.sky import make_sky
-    from rsprep.synth.vectors import CLC_CRS, CLC_LAYER, COUNTRY_LAYER, write_clc, write_countries
-
-    size = layout.tile_size_m(cfg.patches_per_side, cfg.patch_size, cfg.full_size)
-    n = patches_per_side(size, cfg.patch_size)
-    tiles = layout.tile_layout(cfg.tiles, size)
-    acqs = layout.acquisitions(cfg.acquisitions)
-    specs = layout.product_specs(tiles, acqs, level=cfg.level, baseline=cfg.baseline)
-    margin = max(cfg.patch_size, (size // 10) // 60 * 60)
-    world = world_bounds([t.bounds for t in tiles], margin)
-    truth = make_truth(world, cell_size=1.1 * cfg.patch_size, seed=cfg.seed)
-    progress("ground truth")
-    to_wgs84 = Transformer.from_crs(f"EPSG:{layout.EPSG}", "EPSG:4326", always_xy=True)
-
-    tile_docs: dict[str, dict[str, Any]] = {}
-    products: list[dict[str, Any]] = []
-    s2_dir = root / "s2"
-    s2_dir.mkdir()
-    skies = {a.index: make_sky(a, tiles, world, patch_size=cfg.patch_size, seed=cfg.seed) for a in acqs}
-    for spec in specs:
-        t = spec.tile
-        first_of_tile = t.name not in tile_docs
-        rendered = render_product(
-            spec,
-            truth,
-            skies[spec.acquisition.index],
-            patch_size=cfg.patch_size,
-            seed=cfg.seed,
-            with_codes=first_of_tile,
-        )
-        corners = [
-            (t.ulx, t.uly),
-            (t.ulx + size, t.uly),
-            (t.ulx + size, t.uly - size),
-            (t.ulx, t.uly - size),
-            (t.ulx, t.uly),
-        ]
-        lon, lat = to_wgs84.transform(*zip(*corners, strict=True))
-        footprint = " ".join(f"{la:.9f} {lo:.9f}" for la, lo in zip(lat, lon, strict=True))
-        path = write_product(spec, rendered, s2_dir, content=cfg.content, footprint=footprint)
-        if cfg.zip:
-            path = zip_product(path)
-        prefix = parse_product_uri(spec.product_uri).patch_prefix
-        if first_of_tile:
-            assert rendered.code_counts is not None
-            tile_docs[t.name] = {
-                "name": t.name,
-                "epsg": layout.EPSG,
-                "ulx": t.ulx,
-                "uly": t.uly,
-                "size_m": size,
-                "column": t.column,
-                "row": t.row,
-                "patches_per_side": n,
-                "patch_codes": {
-                    f"{x}_{y}": {str(c): k for c, k in sorted(counts.items())}
-                    for (x, y), counts in sorted(
-                        rendered.code_counts.items(), key=lambda kv: (kv[0][1], kv[0][0])
-                    )
-                },
-            }
-        products.append(
-            {
-                "index": spec.index,
-                "path": path.relative_to(root).as_posix(),
-                "product_uri": spec.product_uri,
-                "patch_prefix": prefix,
-                "tile": t.name,
-                "level": spec.level,
-                "datatake": spec.acquisition.datatake.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "season": spec.acquisition.season,
-                "baseline": spec.baseline,
-                "boa_add_offset": -1000 if spec.has_offset else 0,
-                "quality_passed": spec.failed_check is None,
-                "failed_checks": [spec.failed_check] if spec.failed_check else [],
-                "roles": list(spec.roles),
-                "content": cfg.content,
-                "swath_edge": skies[spec.acquisition.index].swath_edge is not None,
-                "patches": {
-                    patch_name(prefix, x, y, n): stats
-                    for (x, y), stats in sorted(
-                        rendered.patch_stats.items(), key=lambda kv: (kv[0][1], kv[0][0])
-                    )
-                },
-            }
-        )
-        del rendered
-        progress(spec.product_uri)
-
-    clc_path = root / "clc" / f"{CLC_LAYER}.gpkg"
-    clc_counts = write_clc(truth, clc_path)
-    progress("CLC")
-    countries_path = root / "countries" / "countries.gpkg"
-    names = write_countries(truth, countries_path, patch_size=cfg.patch_size)
-    progress("countries")
-
-    scenes = []
-    if cfg.s1:
-        s1_dir = root / "s1"
-        for s in s1_specs(acqs):
-            doc = write_scene(s, truth, s1_dir, seed=cfg.seed, winter=acqs[s.acquisition].snowy)
-            doc["files"] = {pol: p.relative_to(root).as_posix() for pol, p in doc["files"].items()}
-            scenes.append(doc)
-            progress(s.name)
-
-    return {
-        "generator": "rsprep synth",
-        "rsprep_version": __version__,
-        "parameters": asdict(cfg),
-        "crs": f"EPSG:{layout.EPSG}",
-        "world_bounds": list(world),
-        "patch_size": cfg.patch_size,
-        "tile_size_m": size,
-        "tiles": list(tile_docs.values()),
-        "products": products,
-        "clc": {
-            "path": clc_path.relative_to(root).as_posix(),
-            "layer": CLC_LAYER,
-            "code_field": "Code_18",
-            "crs": CLC_CRS,
-            "n_polygons": sum(clc_counts.values()),
-            "polygons_per_code": {str(k): v for k, v in sorted(clc_counts.items())},
-        },
-        "countries": {
-            "path": countries_path.relative_to(root).as_posix(),
-            "layer": COUNTRY_LAYER,
-            "name_field": "NAME",
-            "crs": "EPSG:4326",
-            "names": names,
-        },
-        "s1": scenes,
-    }
 
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:
