@@ -130,7 +130,7 @@ def test_lmdb_of_dataset_matches_work_store(converted):
     for b in SPECTRAL_BANDS:
         np.testing.assert_array_equal(arrays[b], store.zarr("s2.zarr")[b][row])
     np.testing.assert_array_equal(arrays["reference_map"], store.zarr("reference.zarr")["reference_map"][row])
-    # every metadata key of both files is in the LMDB (DESIGN §7.1)
+    # every metadata key of both files is in the LMDB (docs/dataset.md)
     flagged = pq.read_table(converted / ds.FLAGGED).column("patch_id").to_pylist()
     assert set(flagged) <= set(reader.keys())
 

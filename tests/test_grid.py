@@ -25,7 +25,7 @@ def test_reben_patch_grid_numbers():
 
 
 def test_official_georeferencing_of_t33uup_75_43():
-    # DESIGN §3 / SOURCES.md: ..._T33UUP_75_43 starts at (390000, 5348400)
+    # docs/grid.md and the sample data notes: ..._T33UUP_75_43 starts at (390000, 5348400)
     left, bottom, right, top = patch_bounds(300_000, 5_400_000, 75, 43)
     assert (left, top) == (390_000, 5_348_400)
     assert (right - left, top - bottom) == (1200, 1200)

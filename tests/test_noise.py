@@ -1,4 +1,4 @@
-"""Label noise (DESIGN §6): invariants of every mode, exact counts, determinism, files vs report."""
+"""Label noise (docs/noise.md): invariants of every mode, exact counts, determinism, files vs report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Splits (DESIGN §5): reBEN's tile-border formula on real names, partitions, invariants, leakage."""
+"""Splits (docs/splits.md): reBEN's tile-border formula on real names, partitions, invariants, leakage."""
 
 from __future__ import annotations
 

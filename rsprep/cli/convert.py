@@ -31,7 +31,10 @@ def convert(
     overwrite: Overwrite = False,
     chunk: Annotated[
         int,
-        typer.Option("--chunk", help="Values per task (0: 128 GeoTIFF patches, 1024 work-store patches)."),
+        typer.Option(
+            "--chunk",
+            help="Values per task (0: LMDB 128 from GeoTIFFs or 1024 from a work store; GeoTIFF output 256).",
+        ),
     ] = 0,
     stack: Annotated[
         bool, typer.Option("--stack", help="zarr: also write s2_stacked (N, 12, 120, 120) at 10 m.")
