@@ -19,6 +19,7 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS, Geod, Transformer
 
+from rsprep.core.crs import to_lonlat, transform_by_epsg
 from rsprep.core.grid import PatchNames
 from rsprep.errors import InvalidParameterError
 
@@ -99,25 +100,14 @@ def _from_bounds(table: pa.Table, product: np.ndarray, crs: str) -> Positions:
     epsg = np.asarray(table.column("epsg").to_numpy(), dtype=np.int64)
     left, bottom, right, top = (_num(table, c) for c in ("left", "bottom", "right", "top"))
     cx, cy = (left + right) / 2.0, (bottom + top) / 2.0
-    n = len(epsg)
     corners_x = np.stack([left, right, right, left], axis=1)
     corners_y = np.stack([bottom, bottom, top, top], axis=1)
     if {"centroid_lon", "centroid_lat"} <= set(table.column_names):  # the sidecar has them already
         lon, lat = _num(table, "centroid_lon"), _num(table, "centroid_lat")
     else:
-        lon, lat = np.empty(n), np.empty(n)
-        for code in np.unique(epsg):
-            m = epsg == code
-            t = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
-            lon[m], lat[m] = t.transform(cx[m], cy[m])
+        lon, lat = to_lonlat(cx, cy, epsg)
     ea = equal_area_crs(lon, lat, crs)
-    ex, ey = np.empty(n), np.empty(n)
-    fx, fy = np.empty((n, 4)), np.empty((n, 4))
-    for code in np.unique(epsg):
-        m = epsg == code
-        t = Transformer.from_crs(f"EPSG:{code}", ea, always_xy=True)
-        ex[m], ey[m] = t.transform(cx[m], cy[m])
-        fx[m], fy[m] = t.transform(corners_x[m], corners_y[m])
+    (ex, ey), (fx, fy) = transform_by_epsg(epsg, ea, (cx, cy), (corners_x, corners_y))
     foot = shapely.polygons(np.stack([fx, fy], axis=2))
     local = np.stack([left, bottom, right, top], axis=1)
     return Positions(ex, ey, _crs_name(ea), epsg, cx, cy, lon, lat, foot, product, True, local)

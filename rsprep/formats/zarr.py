@@ -45,14 +45,16 @@ from rsprep.formats.resumable import (
 )
 from rsprep.formats.sources import Item, Source, SourceError, read_items
 from rsprep.formats.zarr_shards import ShardedPatchArray
+from rsprep.store import dataset as ds
 from rsprep.store.atomic import digest, replace_path
 from rsprep.store.workstore import compressors, consolidate
 
 STORE_NAME = "dataset.zarr"
 FORMAT = "rsprep-reben-zarr"
 VERSION = 1
-STRING_COLUMNS = ("patch_id", "s1_name", "s2v1_name", "split", "country")
-BOOL_COLUMNS = ("contains_seasonal_snow", "contains_cloud_or_shadow")
+#: The official metadata columns stored as (N,) arrays beside the pixels (labels become the multi-hot array).
+STRING_COLUMNS = tuple(f.name for f in ds.METADATA_SCHEMA if f.type == pa.string())
+BOOL_COLUMNS = tuple(f.name for f in ds.METADATA_SCHEMA if f.type == pa.bool_())
 
 
 def _dims(pixels: int, patch_size: int) -> tuple[str, str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from rsprep.core.crs import LONLAT, to_lonlat
 from rsprep.errors import InputNotFoundError, InvalidParameterError, RsprepError
 
 #: The countries reBEN assigns (its recipe restricts the candidates to these).
@@ -150,10 +151,9 @@ def nearest_country(
     name_rank = np.array([rank[v] for v in countries.names], dtype=np.int64)
     for code in np.unique(epsg):
         m = np.flatnonzero(epsg == code)
-        to_ll = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
-        lon, lat = to_ll.transform(x[m], y[m])
+        lon, lat = to_lonlat(x[m], y[m], epsg[m])
         idx = _near_candidates(countries, lon, lat)
-        to_tile = Transformer.from_crs("EPSG:4326", f"EPSG:{code}", always_xy=True)
+        to_tile = Transformer.from_crs(LONLAT, f"EPSG:{code}", always_xy=True)
         projected = shapely.transform(
             countries.geometries[idx], lambda xy, t=to_tile: np.stack(t.transform(xy[:, 0], xy[:, 1]), 1)
         )

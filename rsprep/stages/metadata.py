@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rsprep.core.crs import LONLAT, transform_by_epsg
 from rsprep.core.splits import SplitOptions, code_names, split_table
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.store import dataset as ds
@@ -151,23 +152,15 @@ def _centroids(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _geometry(table: pa.Table):
     """Footprints (EPSG:4326 polygons, corners reprojected) and centroid lon/lat per patch."""
     import shapely
-    from pyproj import Transformer
 
     cx, cy, epsg = _centroids(table)
     cols = {
         c: np.asarray(table.column(c).to_numpy(), dtype=np.float64)
         for c in ("left", "bottom", "right", "top")
     }
-    n = len(cx)
     ring_x = np.stack([cols["left"], cols["right"], cols["right"], cols["left"], cols["left"]], axis=1)
     ring_y = np.stack([cols["bottom"], cols["bottom"], cols["top"], cols["top"], cols["bottom"]], axis=1)
-    lon, lat = np.empty(n), np.empty(n)
-    rx, ry = np.empty_like(ring_x), np.empty_like(ring_y)
-    for code in np.unique(epsg):
-        m = epsg == code
-        t = Transformer.from_crs(f"EPSG:{code}", "EPSG:4326", always_xy=True)
-        lon[m], lat[m] = t.transform(cx[m], cy[m])
-        rx[m], ry[m] = t.transform(ring_x[m], ring_y[m])
+    (lon, lat), (rx, ry) = transform_by_epsg(epsg, LONLAT, (cx, cy), (ring_x, ring_y))
     return shapely.polygons(np.stack([rx, ry], axis=2)), lon, lat
 
 
