@@ -46,6 +46,7 @@ interop-venv: $(INTEROP_STAMP)
 
 test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/ruff check rsprep tests bench
+	$(BIN)/lint-imports --no-cache
 	RSPREP_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python RSPREP_REQUIRE_INTEROP=1 $(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -53,6 +54,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rsprep tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff format --check rsprep tests bench
 
 # Benchmarks (minutes; full-size synthetic tiles are generated once into bench/.data).
