@@ -14,10 +14,11 @@ import pytest
 import rasterio
 import shapely
 
+from rsprep.core import kernels
 from rsprep.core.grid import TileGrid
 from rsprep.core.labels import label_patches
 from rsprep.core.nomenclature import BEN19, BEN43, CLC_LEVEL3, get
-from rsprep.core.rasterize import rasterize_grid, rasterize_patches
+from rsprep.core.rasterize import pixel_arrays, rasterize_patches
 from rsprep.errors import InputNotFoundError, InvalidParameterError
 from rsprep.inputs.clc import ClcError, open_clc, parse_codes, read_clc
 from rsprep.stages.patch import patch_product
@@ -39,6 +40,16 @@ def test_ben19_table_matches_design():
     assert len(mapped) == 44 - 12 and mapped < set(CLC_LEVEL3)
     assert list(BEN19.alphabetical) == sorted(BEN19.classes)
     assert BEN19.order("paper") == BEN19.classes and BEN19.classes[0] == "Urban fabric"
+
+
+def rasterize_grid(
+    geometries: np.ndarray, values: np.ndarray, *, ulx: float, uly: float, res: float, width: int, height: int
+) -> np.ndarray:
+    """Our rasterizer on a plain ``height x width`` grid (one patch), to compare with GDAL's."""
+    side = max(width, height)
+    xs, ys, ring_off, part_off, part_values = pixel_arrays(geometries, values, ulx, uly, res)
+    out = kernels.burn_polygons(xs, ys, ring_off, part_off, part_values, side, 1, fill=0, dtype=np.uint16)
+    return np.ascontiguousarray(out[0, :height, :width])
 
 
 def test_ben43_is_bigearthnet_v1():

@@ -53,13 +53,3 @@ def rasterize_patches(
     """Burn ``values`` into an ``n x n`` grid of ``p``-pixel patches: uint16 (n*n, p, p), 0 elsewhere."""
     xs, ys, ring_off, part_off, part_values = pixel_arrays(geometries, values, ulx, uly, res)
     return kernels.burn_polygons(xs, ys, ring_off, part_off, part_values, p, n, fill=0, dtype=np.uint16)
-
-
-def rasterize_grid(
-    geometries: np.ndarray, values: np.ndarray, *, ulx: float, uly: float, res: float, width: int, height: int
-) -> np.ndarray:
-    """Burn ``values`` into a ``height x width`` north-up grid: uint16 (height, width), 0 elsewhere."""
-    side = max(width, height)
-    xs, ys, ring_off, part_off, part_values = pixel_arrays(geometries, values, ulx, uly, res)
-    out = kernels.burn_polygons(xs, ys, ring_off, part_off, part_values, side, 1, fill=0, dtype=np.uint16)
-    return np.ascontiguousarray(out[0, :height, :width])

@@ -4,6 +4,7 @@ and keys, as the LMDB, the Zarr store and the GeoTIFF layout name them (docs/for
 from __future__ import annotations
 
 from rsprep.core.bands import SPECTRAL_BANDS, band
+from rsprep.core.grid import patch_pixels
 
 S1_BANDS = ("VV", "VH")
 MAP_BAND = "Data"  # the safetensors key of a reference map (rico-hdl)
@@ -19,9 +20,7 @@ GROUP_DTYPES = {"s1": "float32", "s2": "uint16", "map": "uint16"}
 
 def native_pixels(name: str, patch_size: int = 1200) -> int:
     """Pixels per side of band ``name`` (an S2 band, VV/VH or Data) for a patch of ``patch_size`` m."""
-    if name in S1_BANDS or name == MAP_BAND:
-        return patch_size // 10
-    return patch_size // band(name).resolution
+    return patch_pixels(patch_size, resolution(name))
 
 
 def resolution(name: str) -> int:

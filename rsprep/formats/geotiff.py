@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rsprep.core.grid import strip_parts
+from rsprep.core.grid import parse_patch_id, strip_parts
 from rsprep.core.values import GROUP_BANDS, GROUPS, MAP_BAND, MAP_SUFFIX, REFERENCE_MAP
 from rsprep.errors import ReaderError
 from rsprep.formats.resumable import (
@@ -56,11 +56,11 @@ LAYOUT_DIRS = (S2_DIR, S1_DIR, MAPS_DIR)
 def patch_dir(group: str, key: str) -> Path:
     """Folder of one patch relative to the layout root (``key`` = patch_id or s1_name)."""
     if group == "s2":
-        return Path(S2_DIR, strip_parts(key, 2), key)
+        return Path(S2_DIR, parse_patch_id(key)[0], key)
     if group == "s1":
         return Path(S1_DIR, strip_parts(key, 3), key)
     if group == "map":
-        return Path(MAPS_DIR, strip_parts(key, 2), key)
+        return Path(MAPS_DIR, parse_patch_id(key)[0], key)
     raise ValueError(f"unknown group {group!r}")
 
 

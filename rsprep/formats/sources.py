@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsprep.core.bands import SPECTRAL_BANDS
-from rsprep.core.grid import strip_parts
+from rsprep.core.grid import parse_patch_id
 from rsprep.core.values import GROUP_BANDS, GROUP_DTYPES, GROUPS, MAP_BAND, MAP_SUFFIX, map_key, resolution
 from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
 from rsprep.formats.geotiff import TiffReader, band_files, is_layout, scan
@@ -87,7 +87,7 @@ class Source:
             return [[items[a:b]] for a, b in chunks(items, size)]
         by_unit: dict[str, list[Item]] = defaultdict(list)
         for it in items:
-            by_unit[strip_parts(it.key.removesuffix(MAP_SUFFIX), 2)].append(it)
+            by_unit[parse_patch_id(it.key.removesuffix(MAP_SUFFIX))[0]].append(it)
         units = []
         for name in sorted(by_unit):
             members = sorted(by_unit[name], key=lambda it: (it.store, it.row))

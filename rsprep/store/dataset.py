@@ -75,11 +75,6 @@ def write_tables(files: dict[Path, tuple[pa.Table, bool]]) -> list[Path]:
     return [dest for _, dest in temps]
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write one table through a temporary sibling and a rename: never a half-written file."""
-    write_tables({path: (table, False)})
-
-
 def write_metadata(table: pa.Table, path: Path) -> None:
     """Write a metadata table in the official schema (cast, sorted by patch_id, no Arrow schema stored)."""
     write_tables({path: (table, True)})
