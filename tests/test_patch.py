@@ -15,11 +15,11 @@ import rasterio
 from rasterio.windows import Window
 
 from rsprep.core import kernels
-from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
+from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS, parse_bands
 from rsprep.errors import InvalidParameterError, InvalidProductError, MissingBandFilesError
 from rsprep.inputs.safe import read_product
 from rsprep.inputs.sen2cor import Sen2corError
-from rsprep.stages.patch import PatchOptions, parse_bands, patch_product, patch_products
+from rsprep.stages.patch import PatchOptions, patch_product, patch_products
 from rsprep.store.workstore import TileStore, find_stores
 from rsprep.synth import SynthConfig, synthesize
 

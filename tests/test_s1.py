@@ -12,13 +12,13 @@ import rasterio
 
 from rsprep.core.grid import TileGrid, s1_patch_name
 from rsprep.errors import InvalidParameterError
+from rsprep.inputs.s1 import find_scenes
 from rsprep.stages.patch import patch_products
 from rsprep.stages.s1 import (
     INVALID_S2,
     NO_SCENE_IN_TIME,
     NOT_COVERED,
     PAIRED,
-    find_scenes,
     pair_tile,
     s1_work,
 )

@@ -25,7 +25,8 @@ def inspect(
     ] = False,
 ) -> None:
     """Describe Sentinel-2 products: naming, geocoding, radiometry, quality and band files."""
-    from rsprep.inputs.safe import format_product, read_product
+    from rsprep.inputs.safe import read_product
+    from rsprep.inputs.safe_describe import format_product
 
     products = [read_product(p, check_files=not no_check) for p in paths]
     if as_json:

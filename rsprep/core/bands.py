@@ -1,4 +1,4 @@
-"""Sentinel-2 band table (pure data, no I/O).
+"""Sentinel-2 band table and band-name parsing (pure, no I/O).
 
 Bands are always selected by name, never by position: GDAL's SENTINEL2 driver, the SAFE folders
 and the reBEN files all order them differently.
@@ -6,7 +6,10 @@ and the reBEN files all order them differently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from rsprep.errors import InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,48 @@ def normalize_band_name(name: str) -> str:
         valid = ", ".join(b.name for b in _ALL_BANDS)
         raise KeyError(f"{name!r} is not a Sentinel-2 band; valid names: {valid}")
     return s
+
+
+def scl_fractions(counts, pixels: int) -> dict:
+    """Cloud, shadow, snow and SCL-nodata fractions per patch from SCL class ``counts`` (N, classes + 1).
+
+    ``counts`` is a per-patch class histogram (column ``k`` = pixels of class ``k``) of patches with
+    ``pixels`` pixels each; the keys are the patch-table column names (docs/workstore.md).
+    """
+
+    def frac(classes):
+        return counts[:, list(classes)].sum(axis=1) / pixels
+
+    return {
+        "cloud_fraction": frac(SCL_CLOUD),
+        "shadow_fraction": frac(SCL_SHADOW),
+        "snow_fraction": frac(SCL_SNOW),
+        "scl_nodata_fraction": counts[:, 0] / pixels,
+    }
+
+
+def parse_bands(bands: Sequence[str] | str) -> tuple[str, ...]:
+    """Normalise a band selection (``"B1,b09"`` or a list) to documented order, without duplicates.
+
+    Raises:
+        InvalidParameterError: an unknown or non-spectral band.
+    """
+    items = bands.split(",") if isinstance(bands, str) else list(bands)
+    names = []
+    for item in items:
+        if not str(item).strip():
+            continue
+        try:
+            name = normalize_band_name(str(item))
+        except (KeyError, ValueError) as exc:
+            raise InvalidParameterError(
+                f"band {item!r} is not a Sentinel-2 band; choose from {','.join(SPECTRAL_BANDS)}"
+            ) from exc
+        if name not in SPECTRAL_BANDS:
+            raise InvalidParameterError(
+                f"band {name} is not one of the 12 L2A spectral bands ({','.join(SPECTRAL_BANDS)})"
+            )
+        names.append(name)
+    if not names:
+        raise InvalidParameterError("no bands selected; pass e.g. --bands B02,B03,B04")
+    return tuple(b for b in SPECTRAL_BANDS if b in set(names))

@@ -3,29 +3,47 @@
 ``MTD_MSIL2A.xml`` / ``MTD_MSIL1C.xml`` (product) and ``GRANULE/*/MTD_TL.xml`` (tile geocoding) are
 the sources of truth: radiometric constants are read from them, never inferred from dates or names.
 Every band file that the metadata lists is checked for existence and declared size, because GDAL
-silently returns zeros for a missing tile file.
+silently returns zeros for a missing tile file (docs/inputs.md#sentinel-2).
+
+File access (folder or zip, GDAL paths) is in ``rsprep.inputs.safe_archive``; the band files
+(:class:`BandFile`, checking and reading them) in ``rsprep.inputs.safe_bands``; the XML lookups, the
+tile geocoding (:class:`Geocoding`) and the product-level blocks in ``rsprep.inputs.safe_xml``; the
+printed summary is ``rsprep.inputs.safe_describe.format_product``. ``BandFile`` and ``Geocoding``
+are importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
-import posixpath
-import re
-import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from rsprep.core.bands import BANDS_BY_ID, SCL, SCL_RESOLUTION, SPECTRAL_BANDS, band, normalize_band_name
-from rsprep.core.grid import parse_product_uri
+from rsprep.core.bands import normalize_band_name
+from rsprep.core.grid import ProductName, TileGrid, parse_product_uri, patches_per_side, season
 from rsprep.errors import (
     InputNotFoundError,
     InvalidParameterError,
     InvalidProductError,
     MissingBandFilesError,
+)
+from rsprep.inputs.safe_archive import PRODUCT_MTD, SafeArchive, gdal_path
+from rsprep.inputs.safe_bands import BandFile, band_files
+from rsprep.inputs.safe_xml import (
+    Geocoding,
+    compact_time,
+    first_text,
+    float_or_none,
+    iso,
+    iter_local,
+    parse_geocoding,
+    parse_quality,
+    parse_radiometry,
+    parse_special_values,
+    parse_time,
 )
 
 log = logging.getLogger(__name__)
@@ -37,73 +55,11 @@ REQUIRED_QUALITY_CHECKS: tuple[str, ...] = (
     "RADIOMETRIC_QUALITY",
     "SENSOR_QUALITY",
 )
-_PRODUCT_MTD = {"L2A": "MTD_MSIL2A.xml", "L1C": "MTD_MSIL1C.xml"}
-_MAX_SEARCH_DEPTH = 4
 
 
 # --------------------------------------------------------------------------------------------
 # Typed description
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Geocoding:
-    """Tile geocoding at one resolution, from ``MTD_TL.xml``."""
-
-    resolution: int
-    ulx: float
-    uly: float
-    xdim: float
-    ydim: float
-    nrows: int
-    ncols: int
-
-    @property
-    def transform(self) -> tuple[float, float, float, float, float, float]:
-        """GDAL-order affine coefficients (a, b, c, d, e, f) for ``rasterio.Affine``."""
-        return (self.xdim, 0.0, self.ulx, 0.0, self.ydim, self.uly)
-
-
-@dataclass(frozen=True)
-class BandFile:
-    """One band file of the product and what was found on disk."""
-
-    band: str  # B01 ... B12, B8A, or SCL
-    resolution: int
-    path: str  # relative to the SAFE root, with extension
-    listed: bool  # the metadata lists this file
-    exists: bool
-    declared_shape: tuple[int, int] | None  # (rows, cols) from MTD_TL.xml
-    actual_shape: tuple[int, int] | None = None
-    error: str | None = None  # why the file could not be opened, if it exists but is unreadable
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.listed
-            and self.exists
-            and self.error is None
-            and self.actual_shape is not None
-            and self.actual_shape == self.declared_shape
-        )
-
-    @property
-    def problem(self) -> str | None:
-        """One line describing what is wrong with this file, or None."""
-        where = f"{self.band} ({self.resolution} m)"
-        if not self.listed:
-            return f"{where}: not listed in the product metadata"
-        if not self.exists:
-            return f"{where}: file {self.path} is missing"
-        if self.error is not None:
-            return f"{where}: file {self.path} cannot be read: {self.error}"
-        if self.declared_shape is None:
-            return f"{where}: MTD_TL.xml declares no size for {self.resolution} m"
-        if self.actual_shape != self.declared_shape:
-            ar, ac = self.actual_shape or (0, 0)
-            dr, dc = self.declared_shape
-            return f"{where}: file {self.path} is {ac} × {ar} px but MTD_TL.xml declares {dc} × {dr} px"
-        return None
-
-
 @dataclass(frozen=True)
 class S2Product:
     """Everything rsprep needs to know about one Sentinel-2 product before touching pixels."""
@@ -173,7 +129,7 @@ class S2Product:
 
     def gdal_path(self, band_file: BandFile) -> str:
         """A path GDAL/rasterio can open for ``band_file`` (``/vsizip/`` inside zips)."""
-        return _gdal_path(self.path, self.safe_root, band_file.path)
+        return gdal_path(self.path, self.safe_root, band_file.path)
 
     def require_bands(self, names: Iterable[str]) -> list[BandFile]:
         """Return the band files of ``names``, all present with their declared size.
@@ -192,12 +148,65 @@ class S2Product:
             )
         return files
 
+    def tile_grid(self, patch_size: int) -> TileGrid:
+        """The complete grid of ``patch_size`` m patches of this product's tile (docs/grid.md).
+
+        Raises:
+            InvalidParameterError: the tile holds no patch of that size.
+        """
+        g = self.geocoding[min(self.geocoding)]
+        n = patches_per_side(self.tile_size_m, patch_size)
+        if n < 1:
+            raise InvalidParameterError(
+                f"{self.path}: tile side {self.tile_size_m:g} m holds no {patch_size} m patch; "
+                "use a smaller --patch-size"
+            )
+        return TileGrid(
+            tile_id=self.tile_id,
+            epsg=self.epsg,
+            ulx=g.ulx,
+            uly=g.uly,
+            tile_size_m=self.tile_size_m,
+            patch_size=patch_size,
+            n=n,
+            patch_prefix=self.patch_prefix,
+        )
+
+    def source_files(self, files: Iterable[BandFile]) -> list[Path]:
+        """The files whose size and modification time stand for this product and its band ``files``."""
+        if self.path.is_file():  # a zip: its size and mtime cover every member
+            return [self.path]
+        root = self.path / self.safe_root if self.safe_root else self.path
+        mtd = "MTD_MSIL2A.xml" if self.level == "L2A" else "MTD_MSIL1C.xml"
+        return [root / mtd, *[root / f.path for f in files]]
+
+    def facts(self, band_names: Sequence[str]) -> dict[str, Any]:
+        """What the work store records about this product (manifest ``product``, docs/workstore.md)."""
+        return {
+            "path": str(self.path),
+            "product_uri": self.product_uri,
+            "patch_prefix": self.patch_prefix,
+            "level": self.level,
+            "mission": self.mission,
+            "tile_id": self.tile_id,
+            "relative_orbit": self.relative_orbit,
+            "epsg": self.epsg,
+            "datatake_time": iso(self.datatake_time),
+            "sensing_time": iso(self.sensing_time or self.datatake_time),
+            "season": season(self.sensing_time or self.datatake_time),
+            "processing_baseline": self.processing_baseline,
+            "quantification_value": self.quantification_value,
+            "add_offsets": {b: self.add_offsets.get(b, 0) for b in band_names},
+            "quality_passed": self.quality_passed,
+            "failed_quality_checks": self.failed_quality_checks,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (the ``rsprep inspect --json`` output)."""
         d = asdict(self)
         d["path"] = str(self.path)
         for key in ("datatake_time", "sensing_time", "generation_time"):
-            d[key] = _iso(getattr(self, key))
+            d[key] = iso(getattr(self, key))
         d["geocoding"] = {str(k): asdict(v) for k, v in sorted(self.geocoding.items())}
         d["bands"] = [
             {
@@ -212,175 +221,6 @@ class S2Product:
         d["failed_quality_checks"] = self.failed_quality_checks
         d["problems"] = self.problems
         return d
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-# --------------------------------------------------------------------------------------------
-# Sources: a SAFE folder or a zip
-# --------------------------------------------------------------------------------------------
-class _Source:
-    """Read access to the files of a SAFE product, as a folder or inside a zip."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._zip: zipfile.ZipFile | None = None
-        self._names: set[str] = set()
-        if path.is_file():
-            if not zipfile.is_zipfile(path):
-                raise InvalidProductError(
-                    f"{path} is neither a SAFE folder nor a readable .zip archive; "
-                    "pass the product's .SAFE folder or the .zip as downloaded"
-                )
-            try:
-                self._zip = zipfile.ZipFile(path)
-                self._names = {n for n in self._zip.namelist() if not n.endswith("/")}
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidProductError(
-                    f"{path}: corrupted zip archive ({exc}); download it again"
-                ) from exc
-
-    def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-
-    def find_metadata(self) -> tuple[str, str]:
-        """Return (safe_root, level) of the single product metadata file in this source."""
-        hits: list[tuple[str, str]] = []
-        if self._zip is not None:
-            for name in self._names:
-                base = posixpath.basename(name)
-                for level, mtd in _PRODUCT_MTD.items():
-                    if base == mtd and name.count("/") <= _MAX_SEARCH_DEPTH:
-                        hits.append((posixpath.dirname(name), level))
-        else:
-            for level, mtd in _PRODUCT_MTD.items():
-                if (self.path / mtd).is_file():
-                    hits.append(("", level))
-            if not hits:
-                for level, mtd in _PRODUCT_MTD.items():
-                    for depth in range(1, _MAX_SEARCH_DEPTH + 1):
-                        pattern = "/".join(["*"] * depth) + "/" + mtd
-                        hits.extend(
-                            (p.parent.relative_to(self.path).as_posix(), level)
-                            for p in self.path.glob(pattern)
-                        )
-        hits = sorted(set(hits))
-        if not hits:
-            raise InvalidProductError(
-                f"{self.path}: no MTD_MSIL2A.xml or MTD_MSIL1C.xml found; "
-                "pass a Sentinel-2 .SAFE folder or its .zip"
-            )
-        if len(hits) > 1:
-            listed = ", ".join(h[0] or "." for h in hits)
-            raise InvalidProductError(
-                f"{self.path} holds {len(hits)} Sentinel-2 products ({listed}); pass one of them"
-            )
-        return hits[0]
-
-    def _join(self, root: str, rel: str) -> str:
-        return posixpath.join(root, rel) if root else rel
-
-    def exists(self, root: str, rel: str) -> bool:
-        if self._zip is not None:
-            return self._join(root, rel) in self._names
-        return (self.path / self._join(root, rel)).is_file()
-
-    def read_xml(self, root: str, rel: str) -> ElementTree.Element:
-        full = self._join(root, rel)
-        shown = f"{self.path}/{full}" if self._zip is None else f"{self.path}!{full}"
-        try:
-            if self._zip is not None:
-                data = self._zip.read(full)
-            else:
-                data = (self.path / full).read_bytes()
-        except KeyError as exc:
-            raise InvalidProductError(
-                f"{shown} is missing; the product is incomplete, download it again"
-            ) from exc
-        except FileNotFoundError as exc:
-            raise InvalidProductError(
-                f"{shown} is missing; the product is incomplete, download it again"
-            ) from exc
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InvalidProductError(f"{shown} cannot be read ({exc}); download the product again") from exc
-        try:
-            tree = ElementTree.fromstring(data)
-        except ElementTree.ParseError as exc:
-            raise InvalidProductError(
-                f"{shown} is not well-formed XML ({exc}); download the product again"
-            ) from exc
-        for el in tree.iter():  # drop namespaces: the PSD versions differ only there
-            if isinstance(el.tag, str) and "}" in el.tag:
-                el.tag = el.tag.split("}", 1)[1]
-        return tree
-
-    def glob_granules(self, root: str) -> list[str]:
-        prefix = self._join(root, "GRANULE/")
-        if self._zip is not None:
-            return sorted(
-                {
-                    n[len(prefix) :].split("/", 1)[0]
-                    for n in self._names
-                    if n.startswith(prefix) and n.endswith("/MTD_TL.xml")
-                }
-            )
-        base = self.path / prefix
-        return sorted(p.parent.name for p in base.glob("*/MTD_TL.xml")) if base.is_dir() else []
-
-
-def _gdal_path(path: Path, root: str, rel: str) -> str:
-    inner = posixpath.join(root, rel) if root else rel
-    if path.is_file():
-        return f"/vsizip/{path.resolve()}/{inner}"
-    return str(path / inner)
-
-
-# --------------------------------------------------------------------------------------------
-# XML helpers
-# --------------------------------------------------------------------------------------------
-def _text(root: ElementTree.Element, path: str, default: str | None = None) -> str | None:
-    el = root.find(path)
-    if el is None or el.text is None:
-        return default
-    return el.text.strip()
-
-
-def _iter_local(root: ElementTree.Element, tag: str) -> list[ElementTree.Element]:
-    return [el for el in root.iter() if el.tag == tag]
-
-
-def _first_text(root: ElementTree.Element, tag: str) -> str | None:
-    for el in root.iter():
-        if el.tag == tag and el.text is not None and el.text.strip():
-            return el.text.strip()
-    return None
-
-
-def _float_or_none(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    v = value.strip().replace("Z", "+00:00")
-    # Some products carry microseconds with more or fewer than 6 digits.
-    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(.*)$", v)
-    if m is None:
-        return None
-    frac = (m[2] or "0")[:6].ljust(6, "0")
-    tz = m[3] or "+00:00"
-    return datetime.fromisoformat(f"{m[1]}.{frac}{tz}")
-
-
-def _compact_time(value: str) -> datetime:
-    return datetime.strptime(value + "+0000", "%Y%m%dT%H%M%S%z")
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,77 +245,50 @@ def read_product(path: str | Path, *, check_files: bool = True) -> S2Product:
         p = p.parent
     if not p.exists():
         raise InputNotFoundError(f"{p} does not exist; pass a Sentinel-2 .SAFE folder or .zip")
-    source = _Source(p)
+    source = SafeArchive(p)
     try:
         return _read(source, check_files=check_files)
     finally:
         source.close()
 
 
-def _read(source: _Source, *, check_files: bool) -> S2Product:
+def read_l2a_product(
+    path: str | Path, *, work: Path, sen2cor: str | None = None, progress: Callable[[str], None] | None = None
+) -> tuple[S2Product, str | None]:
+    """The L2A product at ``path``, or for an L1C product the L2A product sen2cor makes of it.
+
+    sen2cor writes under ``work`` (``rsprep.inputs.sen2cor.l1c_to_l2a``); ``sen2cor`` is the path of
+    ``L2A_Process`` (default: ``$RSPREP_SEN2COR`` or PATH). Returns the product and, when sen2cor
+    ran, a note saying where its output is.
+    """
+    pr = read_product(path)
+    if pr.level != "L1C":
+        return pr, None
+    from rsprep.inputs.sen2cor import l1c_to_l2a
+
+    if progress is not None:
+        progress(f"sen2cor {pr.tile_id}")
+    l2a_path = l1c_to_l2a(pr, work=work, executable=sen2cor)
+    return read_product(l2a_path), f"L1C processed by sen2cor into {l2a_path}"
+
+
+def _read(source: SafeArchive, *, check_files: bool) -> S2Product:
     root_dir, level = source.find_metadata()
-    mtd_name = _PRODUCT_MTD[level]
+    mtd_name = PRODUCT_MTD[level]
     mtd = source.read_xml(root_dir, mtd_name)
     shown = f"{source.path}: {mtd_name}"
-
-    product_uri = _first_text(mtd, "PRODUCT_URI")
-    if not product_uri:
-        raise InvalidProductError(
-            f"{shown} has no PRODUCT_URI; is this a pre-2016 product? Those are not supported"
-        )
-    try:
-        name = parse_product_uri(product_uri)
-    except InvalidParameterError as exc:
-        raise InvalidProductError(f"{shown}: {exc}") from exc
-    product_format = _first_text(mtd, "PRODUCT_FORMAT") or "SAFE_COMPACT"
-    image_files = [el.text.strip() for el in _iter_local(mtd, "IMAGE_FILE") if el.text]
-    if not image_files:
-        raise InvalidProductError(
-            f"{shown} lists no IMAGE_FILE entries; only SAFE_COMPACT products are supported"
-        )
-
-    granule = image_files[0].split("/")[1] if image_files[0].startswith("GRANULE/") else None
-    if granule is None:
-        granules = source.glob_granules(root_dir)
-        if len(granules) != 1:
-            raise InvalidProductError(f"{shown}: cannot tell which GRANULE folder holds the tile")
-        granule = granules[0]
+    product_uri, name = _product_name(mtd, shown)
+    product_format = first_text(mtd, "PRODUCT_FORMAT") or "SAFE_COMPACT"
+    image_files = _image_files(mtd, shown)
+    granule = _granule(source, root_dir, image_files, shown)
     tl = source.read_xml(root_dir, f"GRANULE/{granule}/MTD_TL.xml")
-    geocoding, epsg, crs_name = _parse_geocoding(tl, f"{source.path}: GRANULE/{granule}/MTD_TL.xml")
-
-    datatake = _parse_time(
-        _first_text(mtd, "DATATAKE_SENSING_START") or _first_text(mtd, "PRODUCT_START_TIME")
-    )
+    geocoding, epsg, crs_name = parse_geocoding(tl, f"{source.path}: GRANULE/{granule}/MTD_TL.xml")
+    datatake = parse_time(first_text(mtd, "DATATAKE_SENSING_START") or first_text(mtd, "PRODUCT_START_TIME"))
     if datatake is None:
-        datatake = _compact_time(name.datatake)
-
-    if level == "L2A":
-        quant = _float_or_none(_first_text(mtd, "BOA_QUANTIFICATION_VALUE"))
-        offset_tag = "BOA_ADD_OFFSET"
-    else:
-        quant = _float_or_none(_first_text(mtd, "QUANTIFICATION_VALUE"))
-        offset_tag = "RADIO_ADD_OFFSET"
-    if quant is None or quant <= 0:
-        raise InvalidProductError(
-            f"{shown} has no valid {'BOA_' if level == 'L2A' else ''}QUANTIFICATION_VALUE"
-        )
-    offsets = {b: 0 for b in (*SPECTRAL_BANDS, "B10")}
-    offset_elements = _iter_local(mtd, offset_tag)
-    for el in offset_elements:
-        bid = el.get("band_id")
-        if bid is None or el.text is None or int(bid) not in BANDS_BY_ID:
-            continue
-        offsets[BANDS_BY_ID[int(bid)].name] = int(float(el.text))
-
-    special: dict[str, int] = {}
-    for sv in _iter_local(mtd, "Special_Values"):
-        label, idx = _text(sv, "SPECIAL_VALUE_TEXT"), _text(sv, "SPECIAL_VALUE_INDEX")
-        if label and idx is not None:
-            special[label] = int(idx)
-    special.setdefault("NODATA", 0)
-    special.setdefault("SATURATED", 65535)
-
-    bands = _band_files(source, root_dir, level, image_files, geocoding, name.tile, check_files=check_files)
+        datatake = compact_time(name.datatake)
+    quant, offsets, offsets_in_metadata = parse_radiometry(mtd, level, shown)
+    special = parse_special_values(mtd)
+    bands = band_files(source, root_dir, level, image_files, geocoding, name.tile, check_files=check_files)
 
     return S2Product(
         path=source.path,
@@ -487,9 +300,9 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
         tile_id="T" + name.tile,
         relative_orbit=name.relative_orbit,
         datatake_time=datatake,
-        sensing_time=_parse_time(_first_text(tl, "SENSING_TIME")),
-        generation_time=_parse_time(_first_text(mtd, "GENERATION_TIME")),
-        processing_baseline=_first_text(mtd, "PROCESSING_BASELINE")
+        sensing_time=parse_time(first_text(tl, "SENSING_TIME")),
+        generation_time=parse_time(first_text(mtd, "GENERATION_TIME")),
+        processing_baseline=first_text(mtd, "PROCESSING_BASELINE")
         or f"{name.baseline[:2]}.{name.baseline[2:]}",
         product_format=product_format,
         epsg=epsg,
@@ -497,184 +310,45 @@ def _read(source: _Source, *, check_files: bool) -> S2Product:
         geocoding=geocoding,
         quantification_value=quant,
         add_offsets=offsets,
-        offsets_in_metadata=bool(offset_elements),
+        offsets_in_metadata=offsets_in_metadata,
         special_values=special,
-        quality_checks=_parse_quality(mtd),
-        cloud_cover_percent=_float_or_none(_first_text(mtd, "Cloud_Coverage_Assessment")),
-        snow_ice_percent=_float_or_none(_first_text(mtd, "SNOW_ICE_PERCENTAGE")),
-        cloud_shadow_percent=_float_or_none(_first_text(mtd, "CLOUD_SHADOW_PERCENTAGE")),
-        nodata_percent=_float_or_none(_first_text(mtd, "NODATA_PIXEL_PERCENTAGE")),
+        quality_checks=parse_quality(mtd),
+        cloud_cover_percent=float_or_none(first_text(mtd, "Cloud_Coverage_Assessment")),
+        snow_ice_percent=float_or_none(first_text(mtd, "SNOW_ICE_PERCENTAGE")),
+        cloud_shadow_percent=float_or_none(first_text(mtd, "CLOUD_SHADOW_PERCENTAGE")),
+        nodata_percent=float_or_none(first_text(mtd, "NODATA_PIXEL_PERCENTAGE")),
         bands=tuple(bands),
     )
 
 
-def _parse_geocoding(tl: ElementTree.Element, shown: str) -> tuple[dict[int, Geocoding], int, str]:
-    tg = tl.find(".//Tile_Geocoding")
-    if tg is None:
-        raise InvalidProductError(f"{shown} has no Tile_Geocoding")
-    code = _text(tg, "HORIZONTAL_CS_CODE") or ""
-    mm = re.fullmatch(r"EPSG:(\d+)", code)
-    if mm is None:
-        raise InvalidProductError(f"{shown}: HORIZONTAL_CS_CODE {code!r} is not an EPSG code")
-    sizes = {}
-    for s in tg.findall("Size"):
-        try:
-            sizes[int(s.get("resolution", "0"))] = (int(_text(s, "NROWS") or 0), int(_text(s, "NCOLS") or 0))
-        except ValueError as exc:
-            raise InvalidProductError(f"{shown}: malformed Size element ({exc})") from exc
-    geocoding: dict[int, Geocoding] = {}
-    for g in tg.findall("Geoposition"):
-        res = int(g.get("resolution", "0"))
-        if res not in sizes:
-            continue
-        try:
-            geocoding[res] = Geocoding(
-                resolution=res,
-                ulx=float(_text(g, "ULX") or "nan"),
-                uly=float(_text(g, "ULY") or "nan"),
-                xdim=float(_text(g, "XDIM") or "nan"),
-                ydim=float(_text(g, "YDIM") or "nan"),
-                nrows=sizes[res][0],
-                ncols=sizes[res][1],
-            )
-        except ValueError as exc:
-            raise InvalidProductError(f"{shown}: malformed Geoposition at {res} m ({exc})") from exc
-    if not geocoding:
-        raise InvalidProductError(f"{shown} declares no Size/Geoposition pairs")
-    return geocoding, int(mm[1]), _text(tg, "HORIZONTAL_CS_NAME") or ""
-
-
-def _parse_quality(mtd: ElementTree.Element) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    for el in _iter_local(mtd, "quality_check"):
-        kind = el.get("checkType")
-        if kind and el.text:
-            checks[kind] = el.text.strip()
-    # Older products: <GEOMETRIC_QUALITY_FLAG>PASSED</GEOMETRIC_QUALITY_FLAG> inside Quality_Inspections.
-    for qi in _iter_local(mtd, "Quality_Inspections"):
-        for el in qi:
-            if el.tag.endswith("_FLAG") and el.text:
-                checks.setdefault(el.tag.removesuffix("_FLAG"), el.text.strip())
-    return dict(sorted(checks.items()))
-
-
-def _band_files(
-    source: _Source,
-    root: str,
-    level: str,
-    image_files: Sequence[str],
-    geocoding: dict[int, Geocoding],
-    tile: str,
-    *,
-    check_files: bool,
-) -> list[BandFile]:
-    wanted: list[tuple[str, int]] = [(b, band(b).resolution) for b in SPECTRAL_BANDS]
-    if level == "L2A":
-        wanted.append((SCL, SCL_RESOLUTION))
-    out = []
-    for name, res in wanted:
-        if level == "L2A":
-            suffix = f"_{name}_{res}m"
-        else:  # L1C: IMG_DATA/T33UUP_20170613T101031_B01, all bands in one folder
-            suffix = f"_{name}"
-        listed = [f for f in image_files if f.endswith(suffix)]
-        declared = geocoding.get(res)
-        declared_shape = (declared.nrows, declared.ncols) if declared else None
-        if listed:
-            rel = listed[0] + ".jp2"
-        else:  # report where the file would be, so the user knows what to look for
-            rel = f"GRANULE/*/IMG_DATA/R{res}m/T{tile}_*{suffix}.jp2"
-        exists = bool(listed) and source.exists(root, rel)
-        actual, error = None, None
-        if exists and check_files:
-            actual, error = _raster_shape(_gdal_path(source.path, root, rel))
-        out.append(
-            BandFile(
-                band=name,
-                resolution=res,
-                path=rel,
-                listed=bool(listed),
-                exists=exists,
-                declared_shape=declared_shape,
-                actual_shape=actual,
-                error=error,
-            )
+def _product_name(mtd: ElementTree.Element, shown: str) -> tuple[str, ProductName]:
+    """The ``PRODUCT_URI`` of product metadata ``mtd`` and what its name says (tile, datatake, ...)."""
+    product_uri = first_text(mtd, "PRODUCT_URI")
+    if not product_uri:
+        raise InvalidProductError(
+            f"{shown} has no PRODUCT_URI; is this a pre-2016 product? Those are not supported"
         )
-    return out
-
-
-def _raster_shape(gdal_path: str) -> tuple[tuple[int, int] | None, str | None]:
-    import rasterio
-    from rasterio.errors import RasterioError
-
     try:
-        with rasterio.open(gdal_path) as ds:
-            return (ds.height, ds.width), None
-    except (RasterioError, OSError) as exc:
-        return None, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        return product_uri, parse_product_uri(product_uri)
+    except InvalidParameterError as exc:
+        raise InvalidProductError(f"{shown}: {exc}") from exc
 
 
-# --------------------------------------------------------------------------------------------
-# Presentation (used by `rsprep inspect`, but callable from the library)
-# --------------------------------------------------------------------------------------------
-def format_product(product: S2Product) -> str:
-    """A readable multi-line summary of ``product``."""
-    p = product
-    lines = [
-        f"Product        {p.product_uri}",
-        f"Path           {p.path}" + (f" [{p.safe_root}]" if p.safe_root else ""),
-        f"Level          {p.level} ({p.product_format})",
-        f"Patch prefix   {p.patch_prefix}",
-        f"Tile           {p.tile_id}  {p.crs_name} (EPSG:{p.epsg}){'' if p.is_utm else '  NOT UTM'}",
-        f"Datatake       {_iso(p.datatake_time)}  orbit R{p.relative_orbit:03d}  {p.mission}",
-        f"Sensing time   {_iso(p.sensing_time) or '-'}",
-        f"Baseline       {p.processing_baseline}",
-        f"Quantification {p.quantification_value:g}",
-    ]
-    offs = sorted(set(p.add_offsets[b] for b in SPECTRAL_BANDS))
-    if not p.offsets_in_metadata:
-        lines.append("Add offset     0 (not in metadata)")
-    elif len(offs) == 1:
-        lines.append(f"Add offset     {offs[0]} (all bands)")
-    else:
-        lines.append("Add offset     " + ", ".join(f"{b}={p.add_offsets[b]}" for b in SPECTRAL_BANDS))
-    lines.append("Special values " + ", ".join(f"{k}={v}" for k, v in sorted(p.special_values.items())))
-    lines.append("Geocoding")
-    for res, g in sorted(p.geocoding.items()):
-        lines.append(f"  {res:>2} m  UL ({g.ulx:.0f}, {g.uly:.0f})  {g.ncols} × {g.nrows} px")
-    verdict = "PASSED" if p.quality_passed else "FAILED (" + ", ".join(p.failed_quality_checks) + ")"
-    lines.append(f"Quality        {verdict}")
-    for k, v in p.quality_checks.items():
-        lines.append(f"  {k:<22} {v}")
-    lines.append(
-        "Cover          "
-        + f"cloud {_pct(p.cloud_cover_percent)}  snow/ice {_pct(p.snow_ice_percent)}  "
-        + f"cloud shadow {_pct(p.cloud_shadow_percent)}  nodata {_pct(p.nodata_percent)}"
-    )
-    lines.append("Band files")
-    for b in p.bands:
-        if b.ok:
-            state = "ok"
-        elif not b.listed:
-            state = "NOT LISTED"
-        elif not b.exists:
-            state = "MISSING"
-        elif b.error:
-            state = "UNREADABLE"
-        elif b.actual_shape is None:
-            state = "not checked"
-        else:
-            state = f"SIZE MISMATCH ({b.actual_shape[1]} × {b.actual_shape[0]} px)"
-        size = f"{b.declared_shape[1]} × {b.declared_shape[0]}" if b.declared_shape else "?"
-        lines.append(f"  {b.band:<4} {b.resolution:>2} m  {size:>13}  {state:<12} {b.path}")
-    problems = p.problems
-    if problems:
-        lines.append(f"Problems       {len(problems)}")
-        lines.extend(f"  - {x}" for x in problems)
-    else:
-        lines.append("Problems       none")
-    return "\n".join(lines)
+def _image_files(mtd: ElementTree.Element, shown: str) -> list[str]:
+    """The ``IMAGE_FILE`` entries of product metadata ``mtd`` (paths without extension)."""
+    image_files = [el.text.strip() for el in iter_local(mtd, "IMAGE_FILE") if el.text]
+    if not image_files:
+        raise InvalidProductError(
+            f"{shown} lists no IMAGE_FILE entries; only SAFE_COMPACT products are supported"
+        )
+    return image_files
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f} %"
+def _granule(source: SafeArchive, root_dir: str, image_files: Sequence[str], shown: str) -> str:
+    """The ``GRANULE`` folder that holds the tile: from the image file paths, else the only one present."""
+    if image_files[0].startswith("GRANULE/"):
+        return image_files[0].split("/")[1]
+    granules = source.glob_granules(root_dir)
+    if len(granules) != 1:
+        raise InvalidProductError(f"{shown}: cannot tell which GRANULE folder holds the tile")
+    return granules[0]

@@ -25,16 +25,16 @@ from rsprep.core.bands import (
     BANDS_BY_NAME,
     SCL,
     SCL_CLASSES,
-    SCL_CLOUD,
     SCL_RESOLUTION,
-    SCL_SHADOW,
-    SCL_SNOW,
     SPECTRAL_BANDS,
-    normalize_band_name,
+    parse_bands,
+    scl_fractions,
 )
-from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TileGrid, check_patch_size, patches_per_side, season
+from rsprep.core.grid import DEFAULT_PATCH_SIZE_M, TileGrid, check_patch_size, season
 from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
+from rsprep.inputs.safe import read_l2a_product, read_product
+from rsprep.inputs.safe_bands import read_band
 from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
 from rsprep.store.workstore import (
     MANIFEST,
@@ -51,6 +51,7 @@ from rsprep.store.workstore import (
 log = logging.getLogger(__name__)
 
 STAGE = "patch"
+UNCHANGED = "unchanged input and parameters"
 
 Progress = Callable[[str], None]
 
@@ -86,36 +87,6 @@ class PatchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_bands(bands: Sequence[str] | str) -> tuple[str, ...]:
-    """Normalise a band selection (``"B1,b09"`` or a list) to documented order, without duplicates.
-
-    Raises:
-        InvalidParameterError: an unknown or non-spectral band.
-    """
-    items = bands.split(",") if isinstance(bands, str) else list(bands)
-    names = []
-    for item in items:
-        if not str(item).strip():
-            continue
-        try:
-            name = normalize_band_name(str(item))
-        except (KeyError, ValueError) as exc:
-            raise InvalidParameterError(
-                f"band {item!r} is not a Sentinel-2 band; choose from {','.join(SPECTRAL_BANDS)}"
-            ) from exc
-        if name not in SPECTRAL_BANDS:
-            raise InvalidParameterError(
-                f"band {name} is not one of the 12 L2A spectral bands ({','.join(SPECTRAL_BANDS)})"
-            )
-        names.append(name)
-    if not names:
-        raise InvalidParameterError("no bands selected; pass e.g. --bands B02,B03,B04")
-    return tuple(b for b in SPECTRAL_BANDS if b in set(names))
-
-
-# --------------------------------------------------------------------------------------------
-# One product
-# --------------------------------------------------------------------------------------------
 def patch_product(
     product: str | Path,
     *,
@@ -138,21 +109,34 @@ def patch_product(
     Raises:
         RsprepError: unreadable product, missing or wrongly sized band files, non-UTM CRS, ...
     """
-    from rsprep.inputs.safe import read_product
-
     t0 = time.perf_counter()
     opts = options or PatchOptions()
     out = Path(out)
     say = progress or (lambda _s: None)
-    pr = read_product(product)
-    notes: list[str] = []
-    if pr.level == "L1C":
-        from rsprep.inputs.sen2cor import l1c_to_l2a
+    pr, note = read_l2a_product(product, work=out, sen2cor=sen2cor, progress=say)
+    notes = [note] if note else []
+    files = _usable_band_files(pr, opts)
+    grid = pr.tile_grid(opts.patch_size)
+    dest = out / pr.patch_prefix
+    fp = fingerprint_files(pr.source_files(files))
+    params = opts.to_dict()
+    if not force and (dest / MANIFEST).is_file():
+        stored = _stored_result(dest, params, fp["digest"])
+        if stored is not None:
+            patches, valid = stored
+            seconds = time.perf_counter() - t0
+            return PatchResult(str(product), "skipped", str(dest), patches, valid, seconds, notes=[UNCHANGED])
 
-        say(f"sen2cor {pr.tile_id}")
-        l2a_path = l1c_to_l2a(pr, work=out, executable=sen2cor)
-        notes.append(f"L1C processed by sen2cor into {l2a_path}")
-        pr = read_product(l2a_path)
+    out.mkdir(parents=True, exist_ok=True)
+    with building(dest) as tmp:
+        valid = _write_store(tmp, pr, files, grid, opts, fp, notes, say)
+    return PatchResult(
+        str(product), "done", str(dest), grid.count, valid, time.perf_counter() - t0, notes=notes
+    )
+
+
+def _usable_band_files(pr, opts: PatchOptions) -> list:
+    """The band files to patch: the selected bands and SCL of a UTM tile, all present at 10, 20 or 60 m."""
     if not pr.is_utm:
         raise InvalidProductError(
             f"{pr.path}: CRS {pr.crs_name or ''} (EPSG:{pr.epsg}) is not UTM; "
@@ -162,150 +146,82 @@ def patch_product(
     for f in files:
         if f.resolution not in (10, 20, 60):
             raise InvalidProductError(f"{pr.path}: {f.band} has unexpected resolution {f.resolution} m")
-
-    g = pr.geocoding[min(pr.geocoding)]
-    n = patches_per_side(pr.tile_size_m, opts.patch_size)
-    if n < 1:
-        raise InvalidParameterError(
-            f"{pr.path}: tile side {pr.tile_size_m:g} m holds no {opts.patch_size} m patch; "
-            "use a smaller --patch-size"
-        )
-    grid = TileGrid(
-        tile_id=pr.tile_id,
-        epsg=pr.epsg,
-        ulx=g.ulx,
-        uly=g.uly,
-        tile_size_m=pr.tile_size_m,
-        patch_size=opts.patch_size,
-        n=n,
-        patch_prefix=pr.patch_prefix,
-    )
-    dest = out / pr.patch_prefix
-    inputs = _input_files(pr, files)
-    fp = fingerprint_files(inputs)
-    params = opts.to_dict()
-    if not force and (dest / MANIFEST).is_file():
-        try:
-            store = TileStore.open(dest)
-            if store.is_current(STAGE, params, fp["digest"]):
-                p = store.stage(STAGE) or {}
-                return PatchResult(
-                    str(product),
-                    "skipped",
-                    str(dest),
-                    p.get("patches", 0),
-                    p.get("valid", 0),
-                    time.perf_counter() - t0,
-                    notes=["unchanged input and parameters"],
-                )
-        except RsprepError:
-            pass  # an unreadable or old store is simply rebuilt
-
-    out.mkdir(parents=True, exist_ok=True)
-    with building(dest) as tmp:
-        table, counts = _cut_product(pr, files, grid, opts, tmp / S2_ARRAYS, say)
-        _write_table(table, tmp / PATCH_TABLE)
-        manifest = {
-            "format": STORE_FORMAT,
-            "version": STORE_VERSION,
-            "grid": grid.to_dict(),
-            "product": _product_facts(pr, opts.bands),
-            "stages": {
-                STAGE: stage_record(
-                    params,
-                    fp["digest"],
-                    inputs=fp["files"],
-                    outputs=[S2_ARRAYS, PATCH_TABLE],
-                    patches=grid.count,
-                    valid=counts["valid"],
-                    notes=notes,
-                )
-            },
-        }
-        write_json_atomic(tmp / MANIFEST, manifest)
-    return PatchResult(
-        str(product), "done", str(dest), grid.count, counts["valid"], time.perf_counter() - t0, notes=notes
-    )
+    return files
 
 
-def _input_files(pr, files) -> list[Path]:
-    if pr.path.is_file():  # a zip: its size and mtime cover every member
-        return [pr.path]
-    root = pr.path / pr.safe_root if pr.safe_root else pr.path
-    mtd = "MTD_MSIL2A.xml" if pr.level == "L2A" else "MTD_MSIL1C.xml"
-    return [root / mtd, *[root / f.path for f in files]]
-
-
-def _product_facts(pr, bands: Sequence[str]) -> dict[str, Any]:
-    return {
-        "path": str(pr.path),
-        "product_uri": pr.product_uri,
-        "patch_prefix": pr.patch_prefix,
-        "level": pr.level,
-        "mission": pr.mission,
-        "tile_id": pr.tile_id,
-        "relative_orbit": pr.relative_orbit,
-        "epsg": pr.epsg,
-        "datatake_time": _iso(pr.datatake_time),
-        "sensing_time": _iso(pr.sensing_time or pr.datatake_time),
-        "season": season(pr.sensing_time or pr.datatake_time),
-        "processing_baseline": pr.processing_baseline,
-        "quantification_value": pr.quantification_value,
-        "add_offsets": {b: pr.add_offsets.get(b, 0) for b in bands},
-        "quality_passed": pr.quality_passed,
-        "failed_quality_checks": pr.failed_quality_checks,
-    }
-
-
-def _iso(t) -> str | None:
-    return None if t is None else t.isoformat().replace("+00:00", "Z")
-
-
-def _read_band(path: str, size: int, expected_dtype: str) -> np.ndarray:
-    import rasterio
-    import rasterio.errors
-    from rasterio.windows import Window
-
+def _stored_result(dest: Path, params: dict[str, Any], inputs_digest: str) -> tuple[int, int] | None:
+    """(patches, valid) of the store at ``dest`` when it is current, else None (it is rebuilt)."""
     try:
-        with rasterio.open(path) as ds:
-            if ds.dtypes[0] != expected_dtype:
-                raise InvalidProductError(
-                    f"{path}: data type {ds.dtypes[0]}, expected {expected_dtype} "
-                    "for a Sentinel-2 L2A band file"
-                )
-            return ds.read(1, window=Window(0, 0, size, size))
-    except rasterio.errors.RasterioIOError as exc:
-        raise InvalidProductError(f"{path} cannot be decoded ({exc}); download the product again") from exc
+        store = TileStore.open(dest)
+        if store.is_current(STAGE, params, inputs_digest):
+            p = store.stage(STAGE) or {}
+            return p.get("patches", 0), p.get("valid", 0)
+    except RsprepError:
+        pass  # an unreadable or old store is simply rebuilt
+    return None
+
+
+def _write_store(tmp: Path, pr, files, grid: TileGrid, opts: PatchOptions, fp, notes, say: Progress) -> int:
+    """Write the arrays, the patch table and the manifest into the store folder ``tmp``; return valid."""
+    table, counts = _cut_product(pr, files, grid, opts, tmp / S2_ARRAYS, say)
+    _write_table(table, tmp / PATCH_TABLE)
+    manifest = {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "grid": grid.to_dict(),
+        "product": pr.facts(opts.bands),
+        "stages": {
+            STAGE: stage_record(
+                opts.to_dict(),
+                fp["digest"],
+                inputs=fp["files"],
+                outputs=[S2_ARRAYS, PATCH_TABLE],
+                patches=grid.count,
+                valid=counts["valid"],
+                notes=notes,
+            )
+        },
+    }
+    write_json_atomic(tmp / MANIFEST, manifest)
+    return counts["valid"]
 
 
 def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say: Progress):
     """Decode, cut, measure and store every band; return the per-patch table columns and counts."""
     import zarr
 
-    n, count = grid.n, grid.count
     finest = min(BANDS_BY_NAME[b].resolution for b in opts.bands)
-    union = np.zeros((n * grid.pixels(finest),) * 2, dtype=bool)
+    union = np.zeros((grid.n * grid.pixels(finest),) * 2, dtype=bool)
     root = zarr.open_group(dest, mode="w", zarr_format=3)
     root.attrs.update(
         {
             "patch_prefix": grid.patch_prefix,
-            "patches_per_side": n,
+            "patches_per_side": grid.n,
             "patch_size_m": grid.patch_size,
             "bands": list(opts.bands),
             "order": "row-major: index = y * patches_per_side + x",
         }
     )
-    dtype = output_dtype(opts.harmonize)
-    jobs = [(f.band, f.resolution, pr.gdal_path(f)) for f in files]
+    scl_counts = _store_bands(root, pr, files, grid, opts, union, finest, say)
+    consolidate(dest)
+    return _patch_table(pr, grid, union, scl_counts, finest)
 
+
+def _store_bands(root, pr, files, grid: TileGrid, opts: PatchOptions, union, finest: int, say: Progress):
+    """Decode every band file once, cut it and store its patches; return the SCL class counts.
+
+    Spectral bands mark their nodata in ``union`` (at the ``finest`` resolution) as they pass.
+    """
     from rsprep.core import kernels
 
+    n = grid.n
+    jobs = [(f.band, f.resolution, pr.gdal_path(f)) for f in files]
     scl_counts = None
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Decode band k+1 while band k is cut and compressed (GDAL releases the GIL while decoding).
         def load(job):
             name, res, path = job
-            return _read_band(path, n * grid.pixels(res), "uint8" if name == SCL else "uint16")
+            return read_band(path, n * grid.pixels(res), "uint8" if name == SCL else "uint16")
 
         pending = pool.submit(load, jobs[0])
         for k, (name, res, _path) in enumerate(jobs):
@@ -313,58 +229,65 @@ def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say:
             tile = pending.result()
             if k + 1 < len(jobs):
                 pending = pool.submit(load, jobs[k + 1])
-            p = grid.pixels(res)
             if name == SCL:
-                scl_counts = kernels.class_counts_per_patch(tile, p, n, len(SCL_CLASSES))
-                arr = create_patch_array(
-                    root,
-                    SCL,
-                    shape=(count, p, p),
-                    dtype="uint8",
-                    chunk_patches=n,
-                    attrs={
-                        "band": SCL,
-                        "resolution_m": res,
-                        "classes": {str(k): v for k, v in SCL_CLASSES.items()},
-                    },
-                )
-                arr[:] = kernels.cut_patches(tile, p, n)
+                scl_counts = _store_scl(root, tile, grid, res)
             else:
                 kernels.mark_value_upsampled(union, tile, 0, res // finest)
-                patches = kernels.cut_patches(tile, p, n)
+                patches = kernels.cut_patches(tile, grid.pixels(res), n)
                 del tile
-                values = harmonize(
-                    patches,
-                    mode=opts.harmonize,
-                    offset=pr.add_offsets.get(name, 0),
-                    quantification=pr.quantification_value,
-                )
-                arr = create_patch_array(
-                    root,
-                    name,
-                    shape=(count, p, p),
-                    dtype=dtype,
-                    chunk_patches=n,
-                    fill_value=np.nan if dtype.kind == "f" else 0,
-                    attrs={
-                        "band": name,
-                        "resolution_m": res,
-                        "units": "reflectance" if opts.harmonize == "reflectance" else "DN",
-                        "harmonize": opts.harmonize,
-                        "nodata": None if dtype.kind == "f" else 0,
-                        "boa_add_offset": pr.add_offsets.get(name, 0),
-                        "quantification_value": pr.quantification_value,
-                    },
-                )
-                arr[:] = values
-    consolidate(dest)
+                _store_band(root, name, res, patches, grid, pr, opts)
+    return scl_counts
 
+
+def _store_scl(root, tile: np.ndarray, grid: TileGrid, res: int) -> np.ndarray:
+    """Store the SCL patches of ``tile`` as uint8; return the class counts per patch."""
+    from rsprep.core import kernels
+
+    p, n = grid.pixels(res), grid.n
+    scl_counts = kernels.class_counts_per_patch(tile, p, n, len(SCL_CLASSES))
+    attrs = {"band": SCL, "resolution_m": res, "classes": {str(k): v for k, v in SCL_CLASSES.items()}}
+    arr = create_patch_array(root, SCL, shape=(grid.count, p, p), dtype="uint8", chunk_patches=n, attrs=attrs)
+    arr[:] = kernels.cut_patches(tile, p, n)
+    return scl_counts
+
+
+def _store_band(root, name: str, res: int, patches: np.ndarray, grid: TileGrid, pr, opts: PatchOptions):
+    """Harmonise one spectral band's (N, p, p) patches and store them as the array ``name``."""
+    dtype = output_dtype(opts.harmonize)
+    p = grid.pixels(res)
+    values = harmonize(
+        patches,
+        mode=opts.harmonize,
+        offset=pr.add_offsets.get(name, 0),
+        quantification=pr.quantification_value,
+    )
+    arr = create_patch_array(
+        root,
+        name,
+        shape=(grid.count, p, p),
+        dtype=dtype,
+        chunk_patches=grid.n,
+        fill_value=np.nan if dtype.kind == "f" else 0,
+        attrs={
+            "band": name,
+            "resolution_m": res,
+            "units": "reflectance" if opts.harmonize == "reflectance" else "DN",
+            "harmonize": opts.harmonize,
+            "nodata": None if dtype.kind == "f" else 0,
+            "boa_add_offset": pr.add_offsets.get(name, 0),
+            "quantification_value": pr.quantification_value,
+        },
+    )
+    arr[:] = values
+
+
+def _patch_table(pr, grid: TileGrid, union: np.ndarray, scl_counts: np.ndarray, finest: int):
+    """The per-patch table columns (names, bounds, validity, nodata and SCL fractions, product facts)."""
+    from rsprep.core import kernels
+
+    n, count = grid.n, grid.count
     nodata_px = kernels.count_value_per_patch(union, True, grid.pixels(finest), n)
     area = grid.pixels(finest) ** 2
-    scl_area = grid.pixels(SCL_RESOLUTION) ** 2
-
-    def frac(classes):
-        return scl_counts[:, list(classes)].sum(axis=1) / scl_area
 
     idx = np.arange(count)
     xs, ys = idx % n, idx // n
@@ -382,10 +305,7 @@ def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say:
         "top": top.astype(np.float64),
         "valid": valid,
         "nodata_fraction": nodata_px / area,
-        "cloud_fraction": frac(SCL_CLOUD),
-        "shadow_fraction": frac(SCL_SHADOW),
-        "snow_fraction": frac(SCL_SNOW),
-        "scl_nodata_fraction": scl_counts[:, 0] / scl_area,
+        **scl_fractions(scl_counts, grid.pixels(SCL_RESOLUTION) ** 2),
         "product_id": pr.product_uri,
         "tile": pr.tile_id,
         "sensing_time": pr.sensing_time or pr.datatake_time,
@@ -397,6 +317,7 @@ def _cut_product(pr, files, grid: TileGrid, opts: PatchOptions, dest: Path, say:
 
 
 def _write_table(columns: dict[str, Any], path: Path) -> None:
+    """Write the patch table: array columns as they are, one value repeated for every patch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -412,9 +333,6 @@ def _write_table(columns: dict[str, Any], path: Path) -> None:
     pq.write_table(pa.table(arrays), path, compression="zstd")
 
 
-# --------------------------------------------------------------------------------------------
-# Many products
-# --------------------------------------------------------------------------------------------
 def _patch_one(args: tuple) -> PatchResult:
     product, out, options, force, sen2cor = args
     t0 = time.perf_counter()
@@ -467,8 +385,6 @@ def patch_products(
 
 
 def _prefix_or_none(product) -> str | None:
-    from rsprep.inputs.safe import read_product
-
     try:
         return read_product(product, check_files=False).patch_prefix
     except (RsprepError, OSError):

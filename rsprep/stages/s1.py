@@ -5,25 +5,24 @@ time to the S2 sensing time, within ``max_days`` (and optionally the same season
 resampled bilinearly by GDAL (``rasterio.warp.reproject``; source nodata gets no weight) onto the
 patch's 10 m grid: (P/10) × (P/10) float32 dB, same CRS and bounds as the S2 patch.
 
-Scenes are GeoTIFFs in any CRS, one file per polarisation, found recursively. The scene name is the
-``S1_PRODUCT`` tag or the file name without its polarisation token; the start time is the
-``START_TIME`` tag or the first ``YYYYMMDDTHHMMSS`` in the name.
+Scenes are found by ``rsprep.inputs.s1.find_scenes`` (GeoTIFFs in any CRS, one file per
+polarisation).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from rsprep.core.grid import TileGrid, s1_patch_name, season
-from rsprep.errors import InputNotFoundError, InvalidParameterError, RsprepError
+from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.inputs.s1 import S1Discovery, S1Scene, find_scenes
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
     PATCH_TABLE,
@@ -39,30 +38,12 @@ from rsprep.store.workstore import (
 log = logging.getLogger(__name__)
 
 STAGE = "s1"
-POLARISATIONS = ("VV", "VH", "HH", "HV")
-_POL_TOKEN = re.compile(r"(?:^|[_\-.])(VV|VH|HH|HV)(?=$|[_\-.])", re.IGNORECASE)
-_TIME = re.compile(r"(\d{8}T\d{6})")
 
 # Reasons recorded for S2 patches without a partner.
 PAIRED = "paired"
 NO_SCENE_IN_TIME = "no scene within the time limit"
 NOT_COVERED = "no scene covers it completely with valid data"
 INVALID_S2 = "S2 patch not valid"
-
-
-@dataclass(frozen=True)
-class S1Scene:
-    """One Sentinel-1 scene: a GeoTIFF per polarisation."""
-
-    name: str
-    start: datetime
-    files: dict[str, Path] = field(hash=False)
-
-
-@dataclass
-class S1Discovery:
-    scenes: list[S1Scene]
-    skipped: list[str]  # why files or scenes were not usable
 
 
 @dataclass
@@ -73,75 +54,6 @@ class S1Result:
     paired: int = 0
     seconds: float = 0.0
     error: str | None = None
-
-
-def find_scenes(s1_dir: str | Path, *, polarisations: Sequence[str] = ("VV", "VH")) -> S1Discovery:
-    """Find the scenes under ``s1_dir`` that have every requested polarisation.
-
-    Raises:
-        InputNotFoundError: ``s1_dir`` does not exist.
-        InvalidParameterError: no usable scene, or an unknown polarisation.
-    """
-    import rasterio
-
-    pols = tuple(p.upper() for p in polarisations)
-    bad = [p for p in pols if p not in POLARISATIONS]
-    if bad or not pols:
-        raise InvalidParameterError(f"polarisation(s) {bad or pols} not among {', '.join(POLARISATIONS)}")
-    root = Path(s1_dir)
-    if not root.is_dir():
-        raise InputNotFoundError(f"Sentinel-1 folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
-    groups: dict[str, dict[str, Path]] = {}
-    starts: dict[str, datetime] = {}
-    skipped: list[str] = []
-    for f in files:
-        try:
-            with rasterio.open(f) as ds:
-                tags = ds.tags()
-        except rasterio.errors.RasterioIOError as exc:
-            skipped.append(f"{f}: unreadable ({exc})")
-            continue
-        pol = (tags.get("POLARISATION") or tags.get("POLARIZATION") or "").upper()
-        m = _POL_TOKEN.search(f.stem)
-        if not pol and m:
-            pol = m.group(1).upper()
-        if pol not in POLARISATIONS:
-            skipped.append(f"{f}: no polarisation (tag POLARISATION or _VV/_VH in the name)")
-            continue
-        name = tags.get("S1_PRODUCT") or (_POL_TOKEN.sub("", f.stem, count=1) if m else f.stem)
-        start = _parse_start(tags.get("START_TIME")) or _parse_start(name)
-        if start is None:
-            skipped.append(f"{f}: no start time (tag START_TIME or YYYYMMDDTHHMMSS in the name)")
-            continue
-        if pol in groups.setdefault(name, {}):
-            skipped.append(f"{f}: second {pol} file of scene {name} (keeping {groups[name][pol]})")
-            continue
-        groups[name][pol] = f
-        starts[name] = start
-    scenes = []
-    for name in sorted(groups):
-        missing = [p for p in pols if p not in groups[name]]
-        if missing:
-            skipped.append(f"scene {name}: no {'/'.join(missing)} file (use --pol to pair with fewer)")
-            continue
-        scenes.append(S1Scene(name, starts[name], {p: groups[name][p] for p in pols}))
-    if not scenes:
-        detail = "; ".join(skipped[:5]) or "no .tif files"
-        raise InvalidParameterError(f"no usable Sentinel-1 scene in {root}: {detail}")
-    return S1Discovery(scenes, skipped)
-
-
-def _parse_start(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    m = _TIME.search(value)
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC) if m else None
 
 
 @dataclass
@@ -168,34 +80,18 @@ def pair_tile(
     polarisations: Sequence[str] = ("VV", "VH"),
 ) -> Pairing:
     """Pair the valid patches of one tile grid with their closest fully covering scene."""
-    import rasterio
     from rasterio.crs import CRS
-    from rasterio.warp import Resampling, reproject, transform_bounds
 
     if max_days < 0:
         raise InvalidParameterError(f"--max-days {max_days} must not be negative")
     pols = tuple(p.upper() for p in polarisations)
-    n, p = grid.n, grid.pixels(10)
-    count = grid.count
     if sensing_time.tzinfo is None:
         sensing_time = sensing_time.replace(tzinfo=UTC)
     status = [INVALID_S2 if not v else NO_SCENE_IN_TIME for v in valid]
-    scene_of: list[S1Scene | None] = [None] * count
+    scene_of: list[S1Scene | None] = [None] * grid.count
     data: dict[int, dict[str, np.ndarray]] = {}
     dst_crs = CRS.from_epsg(grid.epsg)
-
-    def dt_hours(s: S1Scene) -> float:
-        return (s.start - sensing_time).total_seconds() / 3600.0
-
-    candidates = sorted(
-        (
-            s
-            for s in scenes
-            if abs(dt_hours(s)) <= max_days * 24
-            and (not same_season or season(s.start) == season(sensing_time))
-        ),
-        key=lambda s: (abs(dt_hours(s)), s.name),
-    )
+    candidates = _candidates(scenes, sensing_time, max_days, same_season)
     todo = np.asarray(valid, dtype=bool).copy()
     if candidates:
         for i in np.flatnonzero(todo):
@@ -203,57 +99,117 @@ def pair_tile(
     for scene in candidates:
         if not todo.any():
             break
-        handles = {pol: rasterio.open(scene.files[pol]) for pol in pols}
-        try:
-            ref = handles[pols[0]]
-            if ref.crs is None:
-                log.warning("scene %s has no CRS; skipped", scene.name)
-                continue
-            left, bottom, right, top = transform_bounds(ref.crs, dst_crs, *ref.bounds, densify_pts=21)
-            x0 = max(0, int(np.floor((left - grid.ulx) / grid.patch_size)))
-            x1 = min(n - 1, int(np.floor((right - grid.ulx) / grid.patch_size)))
-            y0 = max(0, int(np.floor((grid.uly - top) / grid.patch_size)))
-            y1 = min(n - 1, int(np.floor((grid.uly - bottom) / grid.patch_size)))
-            for y in range(y0, y1 + 1):
-                row = [x for x in range(x0, x1 + 1) if todo[grid.index(x, y)]]
-                if not row:
-                    continue
-                xa, xb = row[0], row[-1]
-                strip_left = grid.ulx + grid.patch_size * xa
-                strip_top = grid.uly - grid.patch_size * y
-                transform = rasterio.Affine(10.0, 0.0, strip_left, 0.0, -10.0, strip_top)
-                strips = {}
-                for pol, ds in handles.items():
-                    dst = np.full((p, (xb - xa + 1) * p), np.nan, dtype=np.float32)
-                    src_nodata = ds.nodata if ds.nodata is not None else np.nan
-                    reproject(
-                        source=rasterio.band(ds, 1),
-                        destination=dst,
-                        src_nodata=src_nodata,
-                        dst_nodata=np.nan,
-                        dst_transform=transform,
-                        dst_crs=dst_crs,
-                        resampling=Resampling.bilinear,
-                    )
-                    if linear:
-                        with np.errstate(divide="ignore", invalid="ignore"):
-                            dst = np.where(dst > 0, 10.0 * np.log10(dst), np.nan).astype(np.float32)
-                    strips[pol] = dst
-                for x in row:
-                    c = (x - xa) * p
-                    patch = {pol: strips[pol][:, c : c + p] for pol in pols}
-                    if all(np.isfinite(a).all() for a in patch.values()):
-                        i = grid.index(x, y)
-                        scene_of[i] = scene
-                        data[i] = {pol: np.ascontiguousarray(a) for pol, a in patch.items()}
-                        status[i] = PAIRED
-                        todo[i] = False
-        finally:
-            for ds in handles.values():
-                ds.close()
+        for i, patch in _scene_patches(grid, scene, pols, todo, dst_crs, linear).items():
+            scene_of[i] = scene
+            data[i] = patch
+            status[i] = PAIRED
+            todo[i] = False
+    return _assemble(grid, pols, sensing_time, scene_of, data, status)
 
+
+def _hours(scene: S1Scene, sensing_time: datetime) -> float:
+    """Hours from the S2 sensing time to the scene start (negative: the scene is earlier)."""
+    return (scene.start - sensing_time).total_seconds() / 3600.0
+
+
+def _candidates(
+    scenes: Sequence[S1Scene], sensing_time: datetime, max_days: float, same_season: bool
+) -> list[S1Scene]:
+    """The scenes within ``max_days`` of the sensing time (and in its season), closest first."""
+    return sorted(
+        (
+            s
+            for s in scenes
+            if abs(_hours(s, sensing_time)) <= max_days * 24
+            and (not same_season or season(s.start) == season(sensing_time))
+        ),
+        key=lambda s: (abs(_hours(s, sensing_time)), s.name),
+    )
+
+
+def _scene_patches(grid: TileGrid, scene: S1Scene, pols, todo: np.ndarray, dst_crs, linear: bool):
+    """The patches still to do that ``scene`` covers completely with valid data: index → pol → array."""
+    import rasterio
+
+    found: dict[int, dict[str, np.ndarray]] = {}
+    handles = {pol: rasterio.open(scene.files[pol]) for pol in pols}
+    try:
+        ref = handles[pols[0]]
+        if ref.crs is None:
+            log.warning("scene %s has no CRS; skipped", scene.name)
+            return found
+        x0, x1, y0, y1 = _window(grid, ref, dst_crs)
+        for y in range(y0, y1 + 1):
+            row = [x for x in range(x0, x1 + 1) if todo[grid.index(x, y)]]
+            if row:
+                strips = _resample_strip(handles, grid, y, row[0], row[-1], dst_crs, linear)
+                found.update(_complete_patches(strips, grid, y, row, pols))
+    finally:
+        for ds in handles.values():
+            ds.close()
+    return found
+
+
+def _window(grid: TileGrid, ds, dst_crs) -> tuple[int, int, int, int]:
+    """(x0, x1, y0, y1): the inclusive range of patches that the bounds of scene file ``ds`` touch."""
+    from rasterio.warp import transform_bounds
+
+    n = grid.n
+    left, bottom, right, top = transform_bounds(ds.crs, dst_crs, *ds.bounds, densify_pts=21)
+    x0 = max(0, int(np.floor((left - grid.ulx) / grid.patch_size)))
+    x1 = min(n - 1, int(np.floor((right - grid.ulx) / grid.patch_size)))
+    y0 = max(0, int(np.floor((grid.uly - top) / grid.patch_size)))
+    y1 = min(n - 1, int(np.floor((grid.uly - bottom) / grid.patch_size)))
+    return x0, x1, y0, y1
+
+
+def _resample_strip(handles, grid: TileGrid, y: int, xa: int, xb: int, dst_crs, linear: bool):
+    """Patches ``xa`` … ``xb`` of patch row ``y`` as one 10 m strip per polarisation (dB; NaN = none)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    p = grid.pixels(10)
+    strip_left = grid.ulx + grid.patch_size * xa
+    strip_top = grid.uly - grid.patch_size * y
+    transform = rasterio.Affine(10.0, 0.0, strip_left, 0.0, -10.0, strip_top)
+    strips = {}
+    for pol, ds in handles.items():
+        dst = np.full((p, (xb - xa + 1) * p), np.nan, dtype=np.float32)
+        src_nodata = ds.nodata if ds.nodata is not None else np.nan
+        reproject(
+            source=rasterio.band(ds, 1),
+            destination=dst,
+            src_nodata=src_nodata,
+            dst_nodata=np.nan,
+            dst_transform=transform,
+            dst_crs=dst_crs,
+            resampling=Resampling.bilinear,
+        )
+        if linear:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dst = np.where(dst > 0, 10.0 * np.log10(dst), np.nan).astype(np.float32)
+        strips[pol] = dst
+    return strips
+
+
+def _complete_patches(strips, grid: TileGrid, y: int, row: Sequence[int], pols):
+    """The patches of ``row`` (x values, the first at the strip's left edge) with no NaN in any strip."""
+    p = grid.pixels(10)
+    xa = row[0]
+    found = {}
+    for x in row:
+        c = (x - xa) * p
+        patch = {pol: strips[pol][:, c : c + p] for pol in pols}
+        if all(np.isfinite(a).all() for a in patch.values()):
+            found[grid.index(x, y)] = {pol: np.ascontiguousarray(a) for pol, a in patch.items()}
+    return found
+
+
+def _assemble(grid: TileGrid, pols, sensing_time: datetime, scene_of, data, status) -> Pairing:
+    """The :class:`Pairing` of a tile: paired arrays stacked in patch order, names and time gaps."""
+    p = grid.pixels(10)
     order = sorted(data)
-    array_index = np.full(count, -1, dtype=np.int32)
+    array_index = np.full(grid.count, -1, dtype=np.int32)
     array_index[order] = np.arange(len(order), dtype=np.int32)
     arrays = {
         pol: (np.stack([data[i][pol] for i in order]) if order else np.zeros((0, p, p), np.float32))
@@ -264,7 +220,7 @@ def pair_tile(
         s1_name=[
             s1_patch_name(s.name, grid.tile_id, *grid.xy(i)) if s else None for i, s in enumerate(scene_of)
         ],
-        delta_hours=[round(dt_hours(s), 4) if s else None for s in scene_of],
+        delta_hours=[round(_hours(s, sensing_time), 4) if s else None for s in scene_of],
         status=status,
         arrays=arrays,
         array_index=array_index,
@@ -285,10 +241,6 @@ def s1_store(
     force: bool = False,
 ) -> S1Result:
     """Run the pairing for one tile store and write ``s1.zarr`` and ``s1.parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import zarr
-
     t0 = time.perf_counter()
     patch_rec = store.require_stage("patch", "run `rsprep patch` first")
     pols = [p.upper() for p in polarisations]
@@ -321,32 +273,8 @@ def s1_store(
         building(store.path / S1_ARRAYS) as tmp_arrays,
         building(store.path / S1_TABLE, folder=False) as tmp_table,
     ):
-        root = zarr.open_group(tmp_arrays, mode="w", zarr_format=3)
-        for pol in pols:
-            arr = create_patch_array(
-                root,
-                pol,
-                shape=(m, grid.pixels(10), grid.pixels(10)),
-                dtype="float32",
-                chunk_patches=grid.n,
-                fill_value=np.nan,
-                attrs={"polarisation": pol, "units": "dB", "resolution_m": 10, "resampling": "bilinear"},
-            )
-            if m:
-                arr[:] = pairing.arrays[pol]
-        consolidate(tmp_arrays)
-        out = pa.table(
-            {
-                "index": table["index"],
-                "patch_id": table["patch_id"],
-                "s1_name": pa.array(pairing.s1_name, pa.string()),
-                "s1_product": pa.array(pairing.scene, pa.string()),
-                "s1_delta_hours": pa.array(pairing.delta_hours, pa.float64()),
-                "s1_index": pa.array(pairing.array_index, pa.int32()),
-                "s1_status": pa.array(pairing.status, pa.string()),
-            }
-        )
-        pq.write_table(out, tmp_table, compression="zstd")
+        _write_arrays(tmp_arrays, pairing, pols, grid, m)
+        _write_table(tmp_table, table, pairing)
     store.record_stage(
         STAGE,
         stage_record(
@@ -359,6 +287,45 @@ def s1_store(
         ),
     )
     return S1Result(str(store.path), "done", int(valid.sum()), m, time.perf_counter() - t0)
+
+
+def _write_arrays(path: Path, pairing: Pairing, pols: Sequence[str], grid: TileGrid, m: int) -> None:
+    """Write the ``m`` paired patches of every polarisation as a zarr v3 group at ``path``."""
+    import zarr
+
+    root = zarr.open_group(path, mode="w", zarr_format=3)
+    for pol in pols:
+        arr = create_patch_array(
+            root,
+            pol,
+            shape=(m, grid.pixels(10), grid.pixels(10)),
+            dtype="float32",
+            chunk_patches=grid.n,
+            fill_value=np.nan,
+            attrs={"polarisation": pol, "units": "dB", "resolution_m": 10, "resampling": "bilinear"},
+        )
+        if m:
+            arr[:] = pairing.arrays[pol]
+    consolidate(path)
+
+
+def _write_table(path: Path, table, pairing: Pairing) -> None:
+    """Write the per-patch pairing table (partner, time gap, array row, status) as Parquet at ``path``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = pa.table(
+        {
+            "index": table["index"],
+            "patch_id": table["patch_id"],
+            "s1_name": pa.array(pairing.s1_name, pa.string()),
+            "s1_product": pa.array(pairing.scene, pa.string()),
+            "s1_delta_hours": pa.array(pairing.delta_hours, pa.float64()),
+            "s1_index": pa.array(pairing.array_index, pa.int32()),
+            "s1_status": pa.array(pairing.status, pa.string()),
+        }
+    )
+    pq.write_table(out, path, compression="zstd")
 
 
 def s1_work(
