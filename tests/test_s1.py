@@ -19,6 +19,7 @@ from rsprep.stages.s1 import (
     NO_SCENE_IN_TIME,
     NOT_COVERED,
     PAIRED,
+    S1Options,
     pair_tile,
     s1_work,
 )
@@ -79,7 +80,7 @@ def test_time_limit_and_rerun(work, archive):
     first = find_stores(work)[0]
     results, _ = s1_work(work, archive / "s1")
     assert {r.status for r in results} == {"skipped"}
-    results, _ = s1_work(first.path, archive / "s1", max_days=0.1, force=True)
+    results, _ = s1_work(first.path, archive / "s1", S1Options(max_days=0.1), force=True)
     t = TileStore.open(first.path).table("s1.parquet").to_pandas()
     assert set(t.s1_status) <= {NO_SCENE_IN_TIME, INVALID_S2}
     s1_work(first.path, archive / "s1", force=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsprep.cli.options import Force, WorkDir
+from rsprep.cli.options import Force, WorkDir, Workers, default_workers
 
 
 def s1(
@@ -25,23 +25,17 @@ def s1(
         bool, typer.Option("--s1-linear", help="Scenes hold linear backscatter; convert to dB.")
     ] = False,
     pol: Annotated[str, typer.Option("--pol", help="Polarisations to pair, comma-separated.")] = "VV,VH",
+    workers: Workers = 0,
     force: Force = False,
 ) -> None:
     """For every valid S2 patch: the closest fully covering S1 scene, resampled onto its 10 m grid."""
     from rsprep.cli.context import quiet
     from rsprep.cli.report import show_results
-    from rsprep.stages.s1 import s1_work
+    from rsprep.stages.s1 import S1Options, s1_work
 
-    pols = [p.strip() for p in pol.split(",") if p.strip()]
-    results, discovery = s1_work(
-        work,
-        s1_dir,
-        max_days=max_days,
-        same_season=same_season,
-        linear=linear,
-        polarisations=pols,
-        force=force,
-    )
+    pols = tuple(p.strip() for p in pol.split(",") if p.strip())
+    options = S1Options(max_days=max_days, same_season=same_season, linear=linear, polarisations=pols)
+    results, discovery = s1_work(work, s1_dir, options, workers=default_workers(workers), force=force)
     if not quiet():
         typer.echo(f"{len(discovery.scenes)} S1 scene(s) in {s1_dir}")
     show_results(

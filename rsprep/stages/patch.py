@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
 from rsprep.inputs.safe import read_l2a_product, read_product
 from rsprep.inputs.safe_bands import read_band
+from rsprep.stages.runner import DONE, FAILED, SKIPPED, StageResult, check_workers, execute
 from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
 from rsprep.store.workstore import (
     MANIFEST,
@@ -65,26 +66,20 @@ class PatchOptions:
     harmonize: str = "none"
 
     def __post_init__(self) -> None:
+        self.validate()
+        object.__setattr__(self, "bands", parse_bands(self.bands))
+
+    def validate(self) -> None:
+        """Raises:
+        InvalidParameterError: a patch size that is no multiple of 60 m, an unknown harmonisation
+            or band.
+        """
         check_patch_size(self.patch_size)
         check_mode(self.harmonize)
-        object.__setattr__(self, "bands", parse_bands(self.bands))
+        parse_bands(self.bands)
 
     def to_dict(self) -> dict[str, Any]:
         return {"patch_size": self.patch_size, "bands": list(self.bands), "harmonize": self.harmonize}
-
-
-@dataclass
-class PatchResult:
-    """What happened to one input product."""
-
-    product: str
-    status: str  # done | skipped | failed
-    store: str | None = None
-    patches: int = 0
-    valid: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def patch_product(
@@ -95,7 +90,7 @@ def patch_product(
     force: bool = False,
     sen2cor: str | None = None,
     progress: Progress | None = None,
-) -> PatchResult:
+) -> StageResult:
     """Patch one product into ``out/<patch prefix>/``.
 
     Args:
@@ -124,14 +119,18 @@ def patch_product(
         stored = _stored_result(dest, params, fp["digest"])
         if stored is not None:
             patches, valid = stored
-            seconds = time.perf_counter() - t0
-            return PatchResult(str(product), "skipped", str(dest), patches, valid, seconds, notes=[UNCHANGED])
+            return _result(product, SKIPPED, dest, patches, valid, t0, [UNCHANGED])
 
     out.mkdir(parents=True, exist_ok=True)
     with building(dest) as tmp:
         valid = _write_store(tmp, pr, files, grid, opts, fp, notes, say)
-    return PatchResult(
-        str(product), "done", str(dest), grid.count, valid, time.perf_counter() - t0, notes=notes
+    return _result(product, DONE, dest, grid.count, valid, t0, notes)
+
+
+def _result(product, status: str, dest: Path, patches: int, valid: int, t0: float, notes) -> StageResult:
+    seconds = time.perf_counter() - t0
+    return StageResult(
+        STAGE, str(product), status, str(dest), patches, seconds, counts={"valid": valid}, notes=notes
     )
 
 
@@ -333,13 +332,10 @@ def _write_table(columns: dict[str, Any], path: Path) -> None:
     pq.write_table(pa.table(arrays), path, compression="zstd")
 
 
-def _patch_one(args: tuple) -> PatchResult:
-    product, out, options, force, sen2cor = args
-    t0 = time.perf_counter()
-    try:
-        return patch_product(product, out=out, options=options, force=force, sen2cor=sen2cor)
-    except (RsprepError, OSError) as exc:
-        return PatchResult(str(product), "failed", error=str(exc), seconds=time.perf_counter() - t0)
+def _patch_one(
+    product: str, out: str, options: PatchOptions, force: bool, sen2cor: str | None
+) -> StageResult:
+    return patch_product(product, out=out, options=options, force=force, sen2cor=sen2cor)
 
 
 def patch_products(
@@ -350,16 +346,17 @@ def patch_products(
     force: bool = False,
     sen2cor: str | None = None,
     workers: int = 1,
-    on_result: Callable[[PatchResult], None] | None = None,
-) -> list[PatchResult]:
-    """Patch several products; a failing product never stops the others.
+    on_result: Callable[[StageResult], None] | None = None,
+) -> list[StageResult]:
+    """Patch several products (in ``workers`` processes); a failing product never stops the others.
 
-    Returns one :class:`PatchResult` per input, in input order; failed ones carry the error message.
+    Returns one :class:`StageResult` per input, in input order; failed ones carry the error message.
     """
     opts = options or PatchOptions()
+    check_workers(workers)
     if not products:
         raise InvalidParameterError("no products given; pass SAFE folders or .zip files")
-    results: list[PatchResult | None] = [None] * len(products)
+    results: list[StageResult | None] = [None] * len(products)
     tasks, slots = [], []
     first_of: dict[str, str] = {}
     for i, p in enumerate(products):
@@ -367,19 +364,14 @@ def patch_products(
         # datatake) would race for one store: the later one is refused.
         prefix = _prefix_or_none(p) if len(products) > 1 else None
         if prefix is not None and prefix in first_of:
-            results[i] = PatchResult(
-                str(p),
-                "failed",
-                error=f"{p} gives the same patch names ({prefix}_x_y) as {first_of[prefix]}; pass only one",
-            )
+            error = f"{p} gives the same patch names ({prefix}_x_y) as {first_of[prefix]}; pass only one"
+            results[i] = StageResult(STAGE, str(p), FAILED, error=error)
             continue
         if prefix is not None:
             first_of[prefix] = str(p)
-        tasks.append((str(p), str(out), opts, force, sen2cor))
+        tasks.append((STAGE, str(p), _patch_one, (str(p), str(out), opts, force, sen2cor)))
         slots.append(i)
-    from rsprep.stages.runner import run_tasks
-
-    for i, r in zip(slots, run_tasks(_patch_one, tasks, workers=workers, on_result=on_result), strict=True):
+    for i, r in zip(slots, execute(tasks, workers=workers, on_result=on_result), strict=True):
         results[i] = r
     return [r for r in results if r is not None]
 

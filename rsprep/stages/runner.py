@@ -105,14 +105,3 @@ def check_workers(workers: int) -> int:
     if workers < 1:
         raise InvalidParameterError(f"--workers must be at least 1, not {workers}")
     return workers
-
-
-def run_tasks(
-    fn: Callable[[Any], Any],
-    tasks: Sequence[Any],
-    *,
-    workers: int = 1,
-    on_result: Callable[[Any], None] | None = None,
-) -> list[Any]:
-    """``[fn(t) for t in tasks]`` through :func:`execute` (for stages that build their own results)."""
-    return execute([("", "", fn, (t,)) for t in tasks], workers=workers, on_result=on_result)

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rsprep.core.grid import TileGrid, s1_patch_name, season
-from rsprep.errors import InvalidParameterError, RsprepError
-from rsprep.inputs.s1 import S1Discovery, S1Scene, find_scenes
+from rsprep.errors import InvalidParameterError
+from rsprep.inputs.s1 import POLARISATIONS, S1Discovery, S1Scene, find_scenes
+from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
     PATCH_TABLE,
@@ -46,14 +47,38 @@ NOT_COVERED = "no scene covers it completely with valid data"
 INVALID_S2 = "S2 patch not valid"
 
 
-@dataclass
-class S1Result:
-    store: str
-    status: str  # done | skipped | failed
-    patches: int = 0  # valid S2 patches
-    paired: int = 0
-    seconds: float = 0.0
-    error: str | None = None
+@dataclass(frozen=True)
+class S1Options:
+    """Which scene may partner an S2 patch, and how its values are read."""
+
+    max_days: float = 10.0  # largest |S1 start - S2 sensing time|
+    same_season: bool = False  # also require the S2 patch's meteorological season
+    linear: bool = False  # scenes hold linear backscatter: convert to dB
+    polarisations: tuple[str, ...] = ("VV", "VH")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "polarisations", tuple(p.upper() for p in self.polarisations))
+
+    def validate(self) -> None:
+        """Raises:
+        InvalidParameterError: a negative ``--max-days``, or no / an unknown polarisation.
+        """
+        if not self.max_days >= 0:
+            raise InvalidParameterError(f"--max-days {self.max_days} must not be negative")
+        bad = [p for p in self.polarisations if p not in POLARISATIONS]
+        if bad or not self.polarisations:
+            raise InvalidParameterError(
+                f"polarisation(s) {bad or self.polarisations} not among {', '.join(POLARISATIONS)}"
+            )
+
+    def parameters(self) -> dict:
+        """What decides whether a stored pairing is current (as recorded in the manifest)."""
+        return {
+            "max_days": self.max_days,
+            "same_season": self.same_season,
+            "linear": self.linear,
+            "polarisations": list(self.polarisations),
+        }
 
 
 @dataclass
@@ -231,27 +256,25 @@ def _assemble(grid: TileGrid, pols, sensing_time: datetime, scene_of, data, stat
 # The stage on the work store
 # --------------------------------------------------------------------------------------------
 def s1_store(
-    store: TileStore,
-    discovery: S1Discovery,
-    *,
-    max_days: float = 10.0,
-    same_season: bool = False,
-    linear: bool = False,
-    polarisations: Sequence[str] = ("VV", "VH"),
-    force: bool = False,
-) -> S1Result:
-    """Run the pairing for one tile store and write ``s1.zarr`` and ``s1.parquet``."""
+    store: TileStore, discovery: S1Discovery, options: S1Options | None = None, *, force: bool = False
+) -> StageResult:
+    """Run the pairing for one tile store and write ``s1.zarr`` and ``s1.parquet``.
+
+    Raises:
+        WorkStoreError: the patch stage has not run.
+        InvalidParameterError: an option out of range.
+    """
     t0 = time.perf_counter()
+    opts = options or S1Options()
+    opts.validate()
     patch_rec = store.require_stage("patch", "run `rsprep patch` first")
-    pols = [p.upper() for p in polarisations]
-    params = {"max_days": max_days, "same_season": same_season, "linear": linear, "polarisations": pols}
+    pols = list(opts.polarisations)
+    params = opts.parameters()
     scene_fp = fingerprint_files([f for s in discovery.scenes for f in s.files.values()])
     inputs = digest([patch_rec["inputs_digest"], patch_rec["parameters"], scene_fp["digest"]])
     if not force and store.is_current(STAGE, params, inputs) and (store.path / S1_TABLE).is_file():
         rec = store.stage(STAGE) or {}
-        return S1Result(
-            str(store.path), "skipped", rec.get("valid", 0), rec.get("paired", 0), time.perf_counter() - t0
-        )
+        return _result(store, SKIPPED, rec.get("valid", 0), rec.get("paired", 0), t0)
 
     table = store.table(PATCH_TABLE)
     valid = np.asarray(table["valid"].to_numpy(zero_copy_only=False), dtype=bool)
@@ -262,9 +285,9 @@ def s1_store(
         valid,
         sensing,
         discovery.scenes,
-        max_days=max_days,
-        same_season=same_season,
-        linear=linear,
+        max_days=opts.max_days,
+        same_season=opts.same_season,
+        linear=opts.linear,
         polarisations=pols,
     )
     m = int((pairing.array_index >= 0).sum())
@@ -286,7 +309,13 @@ def s1_store(
             valid=int(valid.sum()),
         ),
     )
-    return S1Result(str(store.path), "done", int(valid.sum()), m, time.perf_counter() - t0)
+    return _result(store, DONE, int(valid.sum()), m, t0)
+
+
+def _result(store: TileStore, status: str, valid: int, paired: int, t0: float) -> StageResult:
+    """``patches`` counts the valid S2 patches (those that can have a partner)."""
+    path, seconds = str(store.path), time.perf_counter() - t0
+    return StageResult(STAGE, path, status, path, valid, seconds, counts={"paired": paired, "valid": valid})
 
 
 def _write_arrays(path: Path, pairing: Pairing, pols: Sequence[str], grid: TileGrid, m: int) -> None:
@@ -331,34 +360,26 @@ def _write_table(path: Path, table, pairing: Pairing) -> None:
 def s1_work(
     work: str | Path,
     s1_dir: str | Path,
+    options: S1Options | None = None,
     *,
-    max_days: float = 10.0,
-    same_season: bool = False,
-    linear: bool = False,
-    polarisations: Sequence[str] = ("VV", "VH"),
+    workers: int = 1,
     force: bool = False,
-    on_result: Callable[[S1Result], None] | None = None,
-) -> tuple[list[S1Result], S1Discovery]:
-    """Pair every store of ``work``; a failing store never stops the others."""
+    on_result: Callable[[StageResult], None] | None = None,
+) -> tuple[list[StageResult], S1Discovery]:
+    """Pair every store of ``work`` (in ``workers`` processes); a failing store never stops the others.
+
+    The scenes under ``s1_dir`` are found once, before any store is touched.
+    """
+    opts = options or S1Options()
+    opts.validate()
+    check_workers(workers)
     stores = find_stores(work)
-    discovery = find_scenes(s1_dir, polarisations=polarisations)
+    discovery = find_scenes(s1_dir, polarisations=opts.polarisations)
     for msg in discovery.skipped:
         log.warning("%s", msg)
-    results = []
-    for store in stores:
-        try:
-            r = s1_store(
-                store,
-                discovery,
-                max_days=max_days,
-                same_season=same_season,
-                linear=linear,
-                polarisations=polarisations,
-                force=force,
-            )
-        except (RsprepError, OSError) as exc:
-            r = S1Result(str(store.path), "failed", error=str(exc))
-        results.append(r)
-        if on_result:
-            on_result(r)
-    return results, discovery
+    tasks = store_tasks(STAGE, _s1_one, stores, discovery, opts, force)
+    return execute(tasks, workers=workers, on_result=on_result), discovery
+
+
+def _s1_one(path: str, discovery: S1Discovery, options: S1Options, force: bool) -> StageResult:
+    return s1_store(TileStore.open(path), discovery, options, force=force)
