@@ -92,6 +92,29 @@ def dataset(reference_work, archive, manifest, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def full_dataset(dataset, tmp_path_factory) -> Path:
+    """The demo dataset with every output: a mixed noise variant, LMDB, Zarr (--stack) and GeoTIFFs.
+
+    Read-only: tests that damage it work on ``shutil.copytree(full_dataset, tmp_path / "ds")`` (the
+    copy's build.json still names the same work store).
+    """
+    import shutil
+
+    from rsprep.core.noise import NoiseOptions
+    from rsprep.formats.resumable import ConvertOptions
+    from rsprep.stages.convert import convert
+    from rsprep.stages.noise import make_noise
+
+    out = tmp_path_factory.mktemp("full-dataset") / "ds"
+    shutil.copytree(dataset, out)
+    make_noise(out, NoiseOptions(mode="mixed", sub_rate=0.2, add_rate=0.1))
+    convert("lmdb", out, None, ConvertOptions())
+    convert("zarr", out, None, ConvertOptions(stack=True, shard_patches=8))
+    convert("tiff", out, None, ConvertOptions())
+    return out
+
+
+@pytest.fixture(scope="session")
 def overlap_work(tmp_path_factory) -> Path:
     """Two neighbouring 12 × 12-patch tiles (whose complete patches overlap), two dates each, no S1."""
     from rsprep.stages.patch import patch_products

@@ -128,6 +128,7 @@ def _register() -> None:
     from rsprep.cli import split as split_cmd
     from rsprep.cli import stack as stack_cmd
     from rsprep.cli import synth as synth_cmd
+    from rsprep.cli import validate as validate_cmd
 
     app.command("inspect")(inspect_cmd.inspect)
     app.command("synth")(synth_cmd.synth)
@@ -139,6 +140,7 @@ def _register() -> None:
     app.command("split")(split_cmd.split)
     app.command("noise")(noise_cmd.noise)
     app.command("convert")(convert_cmd.convert)
+    app.command("validate")(validate_cmd.validate)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""The checks of `rsprep validate`, one module each; each has ``run(view, rec, sampling)``."""
