@@ -56,18 +56,12 @@ def _pages_needed(values: list[tuple[bytes, bytes]], psize: int) -> int:
 def write_lmdb(
     source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
 ) -> ConvertResult:
-    import lmdb
-
     t0 = time.perf_counter()
     tasks, per_unit, record = group_plan("lmdb", source, options.chunk or DEFAULT_CHUNK[source.spec.kind])
     build = PartialBuild(dest, record)
     build.start(exists=(dest / "data.mdb").exists(), overwrite=options.overwrite, say=say)
     resumed_tasks = sum(1 for unit, _, _ in tasks if unit in build.done)  # logged per unit
-    env = lmdb.open(str(build.path), map_size=MIB, subdir=True, meminit=True, max_dbs=0)
-    psize = env.stat()["psize"]
-    with env.begin() as txn:
-        cur = txn.cursor()
-        last = bytes(cur.key()) if cur.last() else None
+    env, psize, last = _open_build_env(build.path)
     state = {"last": last}
     total = sum(len(source.items[g]) for g in GROUPS)
     count = Counter(total, progress, sum(len(items) for u, _, items in tasks if u in build.done))
@@ -81,31 +75,14 @@ def write_lmdb(
         count.add(len(values))
         remaining[unit] -= 1
         if remaining[unit] == 0:
-            write(unit, sorted(pending.pop(unit)))
-
-    def write(unit: int, values: list[tuple[bytes, bytes]]) -> None:
-        _ensure_room(env, _pages_needed(values, psize) * psize)
-        try:
-            with env.begin(write=True) as txn:
-                for k, v in values:
-                    append = state["last"] is None or k > state["last"]
-                    txn.put(k, v, append=append)
-                    if append:
-                        state["last"] = k
-        except lmdb.Error as exc:
-            raise ConvertError(
-                f"writing {build.path / 'data.mdb'} failed ({exc}); {len(build.done)} unit(s) are kept, "
-                "free disk space and run the same command again to resume"
-            ) from exc
-        build.log(unit)
+            _write_unit(env, psize, state, build, unit, sorted(pending.pop(unit)))
 
     payloads = (
         (tid, (source.spec, g, items)) for tid, (unit, g, items) in enumerate(tasks) if unit not in build.done
     )
     try:
         run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=str(build.path))
-        env.sync(True)
-        info, stat = env.info(), env.stat()
+        stats = _sync_stats(env, psize)
     finally:
         env.close()
     build.cleanup()
@@ -118,12 +95,51 @@ def write_lmdb(
         len(tasks),
         resumed_tasks,
         time.perf_counter() - t0,
-        {
-            "map_size": info["map_size"],
-            "entries": stat["entries"],
-            "used_bytes": (info["last_pgno"] + 1) * psize,
-        },
+        stats,
     )
+
+
+def _open_build_env(path: Path):
+    """Open the environment being built: (env, page size, its last key or None when empty)."""
+    import lmdb
+
+    env = lmdb.open(str(path), map_size=MIB, subdir=True, meminit=True, max_dbs=0)
+    psize = env.stat()["psize"]
+    with env.begin() as txn:
+        cur = txn.cursor()
+        last = bytes(cur.key()) if cur.last() else None
+    return env, psize, last
+
+
+def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, values) -> None:
+    """Write one unit's sorted values in one transaction (appending past the last key) and log it."""
+    import lmdb
+
+    _ensure_room(env, _pages_needed(values, psize) * psize)
+    try:
+        with env.begin(write=True) as txn:
+            for k, v in values:
+                append = state["last"] is None or k > state["last"]
+                txn.put(k, v, append=append)
+                if append:
+                    state["last"] = k
+    except lmdb.Error as exc:
+        raise ConvertError(
+            f"writing {build.path / 'data.mdb'} failed ({exc}); {len(build.done)} unit(s) are kept, "
+            "free disk space and run the same command again to resume"
+        ) from exc
+    build.log(unit)
+
+
+def _sync_stats(env, psize: int) -> dict[str, int]:
+    """Flush the environment to disk; return its map size, entry count and bytes used."""
+    env.sync(True)
+    info, stat = env.info(), env.stat()
+    return {
+        "map_size": info["map_size"],
+        "entries": stat["entries"],
+        "used_bytes": (info["last_pgno"] + 1) * psize,
+    }
 
 
 def _ensure_room(env, extra: int) -> None:

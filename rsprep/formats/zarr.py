@@ -104,30 +104,39 @@ def image_compressors(name: str):
 
 
 def _create(path: Path, source: Source, n: int, options: ConvertOptions, shard: int, classes) -> None:
+    """Create the store at ``path``: its attributes, every array, and the metadata columns' values."""
     import zarr
 
-    p = source.patch_size
     root = zarr.open_group(
-        path,
-        mode="w",
-        zarr_format=3,
-        attributes={
-            "format": FORMAT,
-            "version": VERSION,
-            "rsprep_version": __version__,
-            "description": "reBEN (BigEarthNet v2.0) patches; row i of every array is patch_id[i]",
-            "patches": n,
-            "patch_size_m": p,
-            "bands": list(SPECTRAL_BANDS),
-            "band_resolutions_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
-            "s1_bands": list(GROUP_BANDS["s1"]),
-            "classes": list(classes),
-            "class_order": options.class_order,
-            "nomenclature": "BEN-19",
-            "compressor": options.compressor,
-            "source": source.describe(),
-        },
+        path, mode="w", zarr_format=3, attributes=_root_attributes(source, n, options, classes)
     )
+    _create_images(root, n, source.patch_size, options, shard)
+    _write_columns(root, source, n, options, classes)
+
+
+def _root_attributes(source: Source, n: int, options: ConvertOptions, classes) -> dict:
+    """The root group's attributes (format, patch count, bands, classes, source)."""
+    p = source.patch_size
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "rsprep_version": __version__,
+        "description": "reBEN (BigEarthNet v2.0) patches; row i of every array is patch_id[i]",
+        "patches": n,
+        "patch_size_m": p,
+        "bands": list(SPECTRAL_BANDS),
+        "band_resolutions_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+        "s1_bands": list(GROUP_BANDS["s1"]),
+        "classes": list(classes),
+        "class_order": options.class_order,
+        "nomenclature": "BEN-19",
+        "compressor": options.compressor,
+        "source": source.describe(),
+    }
+
+
+def _create_images(root, n: int, p: int, options: ConvertOptions, shard: int) -> None:
+    """Create the (empty) sharded image arrays: S2 bands, S1 bands, the map, and the stack if asked."""
 
     def image(group, name, pixels, dtype, fill, attrs, extra_dims=()):
         shape = (n, *extra_dims, pixels, pixels)
@@ -156,23 +165,25 @@ def _create(path: Path, source: Source, n: int, options: ConvertOptions, shard: 
         )
     image(root, "reference_map", p // 10, "uint16", 0, {"resolution_m": 10, "units": "CLC code", "nodata": 0})
     if options.stack:
-        image(
-            root,
-            "s2_stacked",
-            p // 10,
-            "uint16",
-            0,
-            {
-                "bands": list(SPECTRAL_BANDS),
-                "resolution_m": 10,
-                "resampling": options.stack_method,
-                "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
-                "nodata neighbours get no weight",
-                "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
-                "nodata": 0,
-            },
-            extra_dims=(len(SPECTRAL_BANDS),),
-        )
+        attrs = _stacked_attributes(options.stack_method)
+        image(root, "s2_stacked", p // 10, "uint16", 0, attrs, extra_dims=(len(SPECTRAL_BANDS),))
+
+
+def _stacked_attributes(method: str) -> dict:
+    """The attributes of ``s2_stacked`` (band order, resampling method and convention)."""
+    return {
+        "bands": list(SPECTRAL_BANDS),
+        "resolution_m": 10,
+        "resampling": method,
+        "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
+        "nodata neighbours get no weight",
+        "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+        "nodata": 0,
+    }
+
+
+def _write_columns(root, source: Source, n: int, options: ConvertOptions, classes) -> None:
+    """Create and fill the (N,)-row arrays: multi-hot labels, then the string and bool columns."""
     table = source.table
     rows = max(1, min(n, 65536))
     labels = root.create_array(
@@ -232,29 +243,12 @@ def write_zarr(
     source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
 ) -> ConvertResult:
     t0 = time.perf_counter()
-    if source.table is None:
-        raise SourceError(
-            f"{source.root} holds no metadata.parquet; Zarr stores labels and splits, so it needs one"
-        )
-    options.validate()
-    s2_items, s1_items, map_items = _rows(source)
+    s2_items, s1_items, map_items = _checked_rows(source, options)
     n = len(s2_items)
-    if n == 0:
-        raise SourceError(f"{source.root}: the metadata tables hold no patches")
     shard = min(options.shard_patches, n)
     classes = BEN19.order("alphabetical" if options.class_order == "alphabetical" else "native")
     tasks = chunks(s2_items, shard)
-    record = {
-        "format": "zarr",
-        "source": source.describe(),
-        "keys": digest([it.key for it in s2_items]),
-        "inputs": source.inputs,
-        "options": options_record(
-            options, ("stack", "stack_method", "shard_patches", "class_order", "compressor")
-        ),
-        "tasks": tasks,
-    }
-    build = PartialBuild(dest, record)
+    build = PartialBuild(dest, _build_record(source, options, s2_items, tasks))
     dest.parent.mkdir(parents=True, exist_ok=True)
     build.start(
         exists=(dest / "zarr.json").exists(),
@@ -268,7 +262,57 @@ def write_zarr(
         build.log(tid)
         counter.add(count)
 
-    payloads = (
+    payloads = _payloads(source, build, tasks, s2_items, s1_items, map_items, options)
+    run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
+    build.cleanup()
+    consolidate(build.path)
+    replace_path(build.path, dest)
+    files = sum(1 for p in dest.rglob("*") if p.is_file())
+    return ConvertResult(
+        "zarr",
+        str(dest),
+        {"patches": n, "s1": sum(it is not None for it in s1_items)},
+        len(tasks),
+        build.resumed_tasks,
+        time.perf_counter() - t0,
+        {"files": files, "shard_patches": shard, "stack": options.stack},
+    )
+
+
+def _checked_rows(
+    source: Source, options: ConvertOptions
+) -> tuple[list[Item], list[Item | None], list[Item]]:
+    """Check the source and the options; return the S2, S1 and map item of every metadata row."""
+    if source.table is None:
+        raise SourceError(
+            f"{source.root} holds no metadata.parquet; Zarr stores labels and splits, so it needs one"
+        )
+    options.validate()
+    rows = _rows(source)
+    if len(rows[0]) == 0:
+        raise SourceError(f"{source.root}: the metadata tables hold no patches")
+    return rows
+
+
+def _build_record(source: Source, options: ConvertOptions, s2_items: list[Item], tasks) -> dict:
+    """What the partial build is resumed against (source, keys, inputs, options and tasks)."""
+    return {
+        "format": "zarr",
+        "source": source.describe(),
+        "keys": digest([it.key for it in s2_items]),
+        "inputs": source.inputs,
+        "options": options_record(
+            options, ("stack", "stack_method", "shard_patches", "class_order", "compressor")
+        ),
+        "tasks": tasks,
+    }
+
+
+def _payloads(
+    source: Source, build: PartialBuild, tasks, s2_items, s1_items, map_items, options: ConvertOptions
+):
+    """The (task id, write_shard payload) of every task not yet done, generated lazily."""
+    return (
         (
             tid,
             (
@@ -285,20 +329,6 @@ def write_zarr(
         )
         for tid, (a, b) in enumerate(tasks)
         if tid not in build.done
-    )
-    run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
-    build.cleanup()
-    consolidate(build.path)
-    replace_path(build.path, dest)
-    files = sum(1 for p in dest.rglob("*") if p.is_file())
-    return ConvertResult(
-        "zarr",
-        str(dest),
-        {"patches": n, "s1": sum(it is not None for it in s1_items)},
-        len(tasks),
-        build.resumed_tasks,
-        time.perf_counter() - t0,
-        {"files": files, "shard_patches": shard, "stack": options.stack},
     )
 
 

@@ -224,19 +224,9 @@ def build_metadata(
     options = options or MetadataOptions()
     options.validate()
     out = Path(out)
-    targets = [out / ds.METADATA, out / ds.FLAGGED, out / ds.SIDECAR]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            f"{out} already holds a dataset ({existing[0].name}); pass --overwrite to rebuild it "
-            "(its split, LMDB and Zarr copies then need to be redone)"
-        )
-    table, counts, stores = gather(Path(work), options.keep_unpaired)
+    _check_overwrite(out, overwrite)
+    table, counts, stores = _gather_dataset(work, options.keep_unpaired)
     warnings = []
-    if table.num_rows == 0:
-        raise WorkStoreError(
-            f"{work}: no patch is valid, labelled and paired ({_describe(counts)}); nothing to write"
-        )
     country, country_dist, country_info = _countries(table, options)
     s2v1, v1_info = _v1(table, options)
     if options.v1 is not None and s2v1.null_count == len(s2v1):
@@ -246,45 +236,11 @@ def build_metadata(
     table = table.append_column("centroid_lon", pa.array(lon)).append_column("centroid_lat", pa.array(lat))
     outcome = split_table(table, options.split, f"{work}")
     split = code_names(outcome.codes)
-    metadata = pa.table(
-        {
-            "patch_id": table.column("patch_id"),
-            "labels": table.column("labels"),
-            "split": split,
-            "country": country,
-            "s1_name": table.column("s1_name"),
-            "s2v1_name": s2v1,
-            "contains_seasonal_snow": pa.array(snow),
-            "contains_cloud_or_shadow": pa.array(cloud),
-        }
-    )
+    metadata = _metadata_table(table, split, country, s2v1, snow, cloud)
     flagged = snow | cloud
     side = _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud)
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = ds.write_tables(
-        {
-            out / ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
-            out / ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
-            out / ds.SIDECAR: (side, False),
-        }
-    )
-    report = out / ds.SPLIT_REPORT
-    ds.write_split_report(outcome.report, options.split.method, report)
-
-    counts.update(
-        {
-            "dataset_patches": table.num_rows,
-            "metadata_rows": int((~flagged).sum()),
-            "flagged_rows": int(flagged.sum()),
-            "flag_seasonal_snow": int(snow.sum()),
-            "flag_cloud_or_shadow": int(cloud.sum()),
-            "flag_both": int((snow & cloud).sum()),
-            "flag_snow_only": int((snow & ~cloud).sum()),
-            "flag_cloud_or_shadow_only": int((cloud & ~snow).sum()),
-            "s2v1_matched": int(len(s2v1) - s2v1.null_count),
-        }
-    )
+    written, report = _write_dataset(out, metadata, flagged, side, outcome, options.split.method)
+    counts.update(_flag_counts(table.num_rows, flagged, snow, cloud, s2v1))
     per_country = _value_counts(country)
     seconds = time.perf_counter() - t0
     ds.record_build(
@@ -304,6 +260,73 @@ def build_metadata(
     return MetadataResult(
         out, counts, outcome.report["counts_all"], per_country, written, report, seconds, warnings
     )
+
+
+def _check_overwrite(out: Path, overwrite: bool) -> None:
+    """Refuse to replace a dataset already in ``out`` unless ``overwrite``."""
+    targets = [out / ds.METADATA, out / ds.FLAGGED, out / ds.SIDECAR]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{out} already holds a dataset ({existing[0].name}); pass --overwrite to rebuild it "
+            "(its split, LMDB and Zarr copies then need to be redone)"
+        )
+
+
+def _gather_dataset(work: Path, keep_unpaired: bool) -> tuple[pa.Table, dict[str, int], list[TileStore]]:
+    """Gather the patches that enter the dataset; refuse a work store that yields none."""
+    table, counts, stores = gather(Path(work), keep_unpaired)
+    if table.num_rows == 0:
+        raise WorkStoreError(
+            f"{work}: no patch is valid, labelled and paired ({_describe(counts)}); nothing to write"
+        )
+    return table, counts, stores
+
+
+def _metadata_table(table: pa.Table, split, country, s2v1, snow, cloud) -> pa.Table:
+    """The official metadata columns of every dataset patch (before the flagged rows are set apart)."""
+    return pa.table(
+        {
+            "patch_id": table.column("patch_id"),
+            "labels": table.column("labels"),
+            "split": split,
+            "country": country,
+            "s1_name": table.column("s1_name"),
+            "s2v1_name": s2v1,
+            "contains_seasonal_snow": pa.array(snow),
+            "contains_cloud_or_shadow": pa.array(cloud),
+        }
+    )
+
+
+def _write_dataset(out: Path, metadata: pa.Table, flagged, side: pa.Table, outcome, method: str):
+    """Write the two metadata tables, the sidecar and the split report; return (tables written, report)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = ds.write_tables(
+        {
+            out / ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
+            out / ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
+            out / ds.SIDECAR: (side, False),
+        }
+    )
+    report = out / ds.SPLIT_REPORT
+    ds.write_split_report(outcome.report, method, report)
+    return written, report
+
+
+def _flag_counts(patches: int, flagged, snow, cloud, s2v1) -> dict[str, int]:
+    """The dataset, flag and v1-match counts of the build record."""
+    return {
+        "dataset_patches": patches,
+        "metadata_rows": int((~flagged).sum()),
+        "flagged_rows": int(flagged.sum()),
+        "flag_seasonal_snow": int(snow.sum()),
+        "flag_cloud_or_shadow": int(cloud.sum()),
+        "flag_both": int((snow & cloud).sum()),
+        "flag_snow_only": int((snow & ~cloud).sum()),
+        "flag_cloud_or_shadow_only": int((cloud & ~snow).sum()),
+        "s2v1_matched": int(len(s2v1) - s2v1.null_count),
+    }
 
 
 def _describe(counts: dict[str, int]) -> str:

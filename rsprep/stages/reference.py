@@ -91,29 +91,55 @@ def reference_store(
         "max_unlabeled": opts.max_unlabeled,
     }
     quality_passed = bool(store.product.get("quality_passed", True))
-    inputs = digest(
-        {
-            "grid": grid.to_dict(),
-            "quality_passed": quality_passed,
-            "clc_files": fingerprint_files(list(source.files))["digest"],
-        }
-    )
+    inputs = _inputs_digest(grid, quality_passed, source)
     rec = store.stage(STAGE)
     outputs_there = (store.path / REFERENCE_ARRAYS).is_dir() and (store.path / LABELS_TABLE).is_file()
     if not force and outputs_there and store.is_current(STAGE, params, inputs):
         counts = {"labeled": rec.get("labeled", 0), "polygons": rec.get("polygons", 0)}
         return _result(store, SKIPPED, grid.count, t0, counts)
     maps, n_polygons = grid_maps(source, grid)
-    warnings = []
-    if n_polygons == 0:
-        warnings.append(
-            f"{store.name}: no CLC polygon of {source.path} (layer {source.layer}) overlaps tile "
-            f"{grid.tile_id}; all {grid.count} patches are unlabeled"
-        )
+    warnings = _overlap_warnings(store, source, grid, n_polygons)
     labels = label_patches(maps, nomenclature, opts.max_unlabeled)
     table = label_table(store, labels, quality_passed)
     labeled = int(np.count_nonzero(labels.rule_passed)) if quality_passed else 0
+    _write_outputs(store, grid, source, maps, table)
+    store.record_stage(
+        STAGE,
+        stage_record(
+            params,
+            inputs,
+            outputs=[REFERENCE_ARRAYS, LABELS_TABLE],
+            patches=grid.count,
+            labeled=labeled,
+            polygons=n_polygons,
+        ),
+    )
+    return _result(store, DONE, grid.count, t0, {"labeled": labeled, "polygons": n_polygons}, warnings)
 
+
+def _inputs_digest(grid: TileGrid, quality_passed: bool, source: ClcSource) -> str:
+    """The digest of what the stored result depends on besides the parameters (grid, quality, CLC files)."""
+    return digest(
+        {
+            "grid": grid.to_dict(),
+            "quality_passed": quality_passed,
+            "clc_files": fingerprint_files(list(source.files))["digest"],
+        }
+    )
+
+
+def _overlap_warnings(store: TileStore, source: ClcSource, grid: TileGrid, n_polygons: int) -> list[str]:
+    """A warning when no CLC polygon overlaps the tile (all its patches are then unlabeled)."""
+    if n_polygons != 0:
+        return []
+    return [
+        f"{store.name}: no CLC polygon of {source.path} (layer {source.layer}) overlaps tile "
+        f"{grid.tile_id}; all {grid.count} patches are unlabeled"
+    ]
+
+
+def _write_outputs(store: TileStore, grid: TileGrid, source: ClcSource, maps: np.ndarray, table) -> None:
+    """Write ``reference.zarr`` (the maps, consolidated) and ``labels.parquet``, each atomically."""
     import pyarrow.parquet as pq
     import zarr
 
@@ -140,18 +166,6 @@ def reference_store(
         arr[:] = maps
         consolidate(tmp_arrays)
         pq.write_table(table, tmp_table, compression="zstd")
-    store.record_stage(
-        STAGE,
-        stage_record(
-            params,
-            inputs,
-            outputs=[REFERENCE_ARRAYS, LABELS_TABLE],
-            patches=grid.count,
-            labeled=labeled,
-            polygons=n_polygons,
-        ),
-    )
-    return _result(store, DONE, grid.count, t0, {"labeled": labeled, "polygons": n_polygons}, warnings)
 
 
 def _result(store: TileStore, status: str, patches: int, t0: float, counts: dict, warnings=()) -> StageResult:

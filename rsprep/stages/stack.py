@@ -73,6 +73,24 @@ def stack_store(
     opts.validate()
     resampling = opts.resampling
     patch_rec = store.require_stage("patch", "run `rsprep patch` first")
+    _require_all_bands(store, patch_rec)
+    params = {"resampling": resampling}
+    inputs = digest(patch_rec)
+    if not force and store.is_current(STAGE, params, inputs) and (store.path / STACK_ARRAYS).is_dir():
+        return _result(store, SKIPPED, store.grid.count, t0)
+
+    grid = store.grid
+    src = store.zarr(S2_ARRAYS)
+    dtype = src[SPECTRAL_BANDS[0]].dtype
+    with building(store.path / STACK_ARRAYS) as tmp:
+        _write_stack(tmp, src, dtype, grid, resampling, progress)
+        consolidate(tmp)
+    store.record_stage(STAGE, stage_record(params, inputs, outputs=[STACK_ARRAYS], patches=grid.count))
+    return _result(store, DONE, grid.count, t0)
+
+
+def _require_all_bands(store: TileStore, patch_rec: dict) -> None:
+    """Refuse a store whose patch stage did not keep all 12 spectral bands."""
     missing = [b for b in SPECTRAL_BANDS if b not in patch_rec["parameters"]["bands"]]
     if missing:
         raise WorkStoreError(
@@ -80,52 +98,45 @@ def stack_store(
             f"{','.join(patch_rec['parameters']['bands'])} (missing {','.join(missing)}); "
             "re-run `rsprep patch` without --bands"
         )
-    params = {"resampling": resampling}
-    inputs = digest(patch_rec)
-    if not force and store.is_current(STAGE, params, inputs) and (store.path / STACK_ARRAYS).is_dir():
-        return _result(store, SKIPPED, store.grid.count, t0)
 
+
+def _write_stack(
+    tmp: Path, src, dtype, grid, resampling: str, progress: Callable[[int], None] | None
+) -> None:
+    """Create ``s2_stacked`` in the folder ``tmp`` and fill it, one row of patches at a time."""
     import zarr
 
-    grid = store.grid
-    src = store.zarr(S2_ARRAYS)
     n_patches, side = grid.count, grid.pixels(10)
-    first = src[SPECTRAL_BANDS[0]]
-    dtype = first.dtype
     is_float = np.dtype(dtype).kind == "f"
     nodata = np.nan if is_float else 0
-    with building(store.path / STACK_ARRAYS) as tmp:
-        root = zarr.open_group(tmp, mode="w", zarr_format=3)
-        arr = create_patch_array(
-            root,
-            "s2_stacked",
-            shape=(n_patches, len(SPECTRAL_BANDS), side, side),
-            dtype=dtype,
-            chunk_patches=grid.n,
-            fill_value=nodata,
-            attrs={
-                "bands": list(SPECTRAL_BANDS),
-                "resampling": resampling,
-                "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
-                "nodata neighbours get no weight",
-                "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
-                "resolution_m": 10,
-                "nodata": None if is_float else 0,
-                "units": src[SPECTRAL_BANDS[0]].attrs.get("units", "DN"),
-            },
-        )
-        # One row of patches at a time keeps memory at ~n * 12 * side² values.
-        for r0 in range(0, n_patches, grid.n):
-            r1 = min(r0 + grid.n, n_patches)
-            block = np.empty((r1 - r0, len(SPECTRAL_BANDS), side, side), dtype=dtype)
-            for bi, name in enumerate(SPECTRAL_BANDS):
-                block[:, bi] = to_side(src[name][r0:r1], side, resampling, nodata)
-            arr[r0:r1] = block
-            if progress:
-                progress(r1 - r0)
-        consolidate(tmp)
-    store.record_stage(STAGE, stage_record(params, inputs, outputs=[STACK_ARRAYS], patches=n_patches))
-    return _result(store, DONE, n_patches, t0)
+    root = zarr.open_group(tmp, mode="w", zarr_format=3)
+    arr = create_patch_array(
+        root,
+        "s2_stacked",
+        shape=(n_patches, len(SPECTRAL_BANDS), side, side),
+        dtype=dtype,
+        chunk_patches=grid.n,
+        fill_value=nodata,
+        attrs={
+            "bands": list(SPECTRAL_BANDS),
+            "resampling": resampling,
+            "resampling_convention": "pixel centres aligned (half-pixel), clamped at the patch border; "
+            "nodata neighbours get no weight",
+            "native_resolution_m": {b: BANDS_BY_NAME[b].resolution for b in SPECTRAL_BANDS},
+            "resolution_m": 10,
+            "nodata": None if is_float else 0,
+            "units": src[SPECTRAL_BANDS[0]].attrs.get("units", "DN"),
+        },
+    )
+    # One row of patches at a time keeps memory at ~n * 12 * side² values.
+    for r0 in range(0, n_patches, grid.n):
+        r1 = min(r0 + grid.n, n_patches)
+        block = np.empty((r1 - r0, len(SPECTRAL_BANDS), side, side), dtype=dtype)
+        for bi, name in enumerate(SPECTRAL_BANDS):
+            block[:, bi] = to_side(src[name][r0:r1], side, resampling, nodata)
+        arr[r0:r1] = block
+        if progress:
+            progress(r1 - r0)
 
 
 def _result(store: TileStore, status: str, patches: int, t0: float) -> StageResult:
