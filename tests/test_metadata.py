@@ -260,3 +260,18 @@ def test_corrupt_tables_are_named(tmp_path):
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(DatasetError, match=r"metadata.parquet is not a readable parquet file"):
         split_target(bad, SplitOptions())
+
+
+def test_rebuilding_the_tables_drops_the_records_of_later_stages(dataset, tmp_path, reference_work):
+    import json
+    import shutil
+
+    from rsprep.stages.metadata import build_metadata
+    from rsprep.store import dataset as ds_module
+
+    out = tmp_path / "ds"
+    shutil.copytree(dataset, out)
+    ds_module.record_build(out, "split", {"options": {"method": "random"}})
+    build_metadata(reference_work, out, overwrite=True)
+    stages = json.loads((out / "build.json").read_text())["stages"]
+    assert list(stages) == ["metadata"]  # the old split described tables that no longer exist

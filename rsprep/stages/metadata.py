@@ -256,6 +256,7 @@ def build_metadata(
             "splits": outcome.report["counts_all"],
             "seconds": round(seconds, 3),
         },
+        fresh=True,
     )
     return MetadataResult(
         out, counts, outcome.report["counts_all"], per_country, written, report, seconds, warnings

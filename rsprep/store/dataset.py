@@ -131,11 +131,17 @@ def work_store(dataset: Path) -> Path | None:
     return Path(work) if work else None
 
 
-def record_build(dataset: Path, stage: str, record: dict[str, Any]) -> None:
-    """Add (or replace) one stage's record in ``build.json``, atomically."""
+def record_build(dataset: Path, stage: str, record: dict[str, Any], *, fresh: bool = False) -> None:
+    """Add (or replace) one stage's record in ``build.json``, atomically.
+
+    ``fresh`` (the metadata stage, which writes new tables) drops the records of every other stage:
+    a split, noise variant or conversion of the previous tables no longer describes the dataset.
+    """
     doc = read_build(dataset)
     doc.setdefault("format", "rsprep-dataset")
     doc["rsprep_version"] = __version__
+    if fresh:
+        doc["stages"] = {}
     doc.setdefault("stages", {})[stage] = {"rsprep_version": __version__, **record}
     write_json_atomic(dataset / BUILD, doc)
 

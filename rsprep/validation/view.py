@@ -107,7 +107,9 @@ class DatasetView:
                 float(rec.get("max_unlabeled", DEFAULT_MAX_UNLABELED)),
                 "the work store's reference stage",
             )
-        names = {n for labels in self.table.column("labels").to_pylist() for n in labels or ()}
+        import pyarrow.compute as pc
+
+        names = set(pc.unique(pc.list_flatten(self.table.column("labels"))).to_pylist())
         nom = BEN43 if names and not names <= set(BEN19.alphabetical) else BEN19
         return nom, DEFAULT_MAX_UNLABELED, "the reBEN rule (no work store recorded)"
 
