@@ -231,8 +231,12 @@ def test_the_checks_of_one_band():
 
 
 def test_the_official_geotiff_sample_checks_its_own_layout(shared_data):
-    report = validate(shared_data("reben-v2-patches"), skip=["schema"], full=True)  # schema: no tables
+    report = validate(shared_data("reben-v2-patches"), full=True)
     assert report.ok, report.errors
+    assert (
+        report.outcome("schema").status == "skipped"
+        and "no metadata.parquet" in report.outcome("schema").note
+    )
     outcome = report.outcome("completeness")
     assert "names from keys/folders" in outcome.note
     assert sorted(p.message.split(" has ")[1] for p in report.warnings if p.check == "completeness") == [

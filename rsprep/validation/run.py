@@ -44,6 +44,7 @@ class Sampling:
             )
         self.rows = view.sample(n, seed)
         self.total, self.seed = total, seed
+        self.limit = n  # patches to read (None: all); used where names come from the outputs, not tables
         self.full = len(self.rows) == total
 
     def describe(self) -> dict:

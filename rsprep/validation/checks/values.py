@@ -122,7 +122,7 @@ def _layout_units(view: DatasetView, readers: dict, sampling, rec: Recorder) -> 
         keys = readers["lmdb"].keys()  # a list, in key order
         for key in keys:
             holders.setdefault((group_of(key), key.removesuffix(MAP_SUFFIX)), []).append("lmdb")
-    for group, key in layout_sample(sorted(holders), sampling.seed):
+    for group, key in layout_sample(sorted(holders), sampling):
         where = map_key(key) if group == "map" else key
         got = {}
         for name in holders[(group, key)]:
