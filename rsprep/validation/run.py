@@ -48,6 +48,8 @@ class Sampling:
         self.full = len(self.rows) == total
 
     def describe(self) -> dict:
+        if not self.total:  # no tables: the outputs' own names are sampled, up to ``limit`` per kind
+            return {"patches": 0, "of": 0, "seed": self.seed, "full": self.limit is None, "limit": self.limit}
         return {"patches": len(self.rows), "of": self.total, "seed": self.seed, "full": self.full}
 
 
