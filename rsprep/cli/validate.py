@@ -88,9 +88,12 @@ def _summary(report) -> str:
     s = report.sample
     sampled = "" if s["full"] else f", seed {s['seed']}"
     outputs = ", ".join(report.outputs) or "none"
+    if "limit" in s:  # no tables: the outputs' own names were sampled
+        read = "every patch of the outputs" if s["full"] else f"up to {s['limit']} patches per kind{sampled}"
+    else:
+        read = f"{s['patches']} of {s['of']} patches{sampled}"
     lines = [
-        f"{report.dataset} ({report.kind}; outputs: {outputs}; "
-        f"pixels of {s['patches']} of {s['of']} patches{sampled})",
+        f"{report.dataset} ({report.kind}; outputs: {outputs}; pixels of {read})",
         f"{'check':14s}{'status':>10s}{'checked':>10s}{'errors':>8s}{'warnings':>10s}{'seconds':>9s}",
     ]
     for c in report.checks:
