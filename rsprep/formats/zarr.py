@@ -8,12 +8,15 @@ labels           (N, 19) uint8 multi-hot, class order in the attributes
 patch_id, s1_name, s2v1_name, split, country   (N,) strings ("" for null)
 contains_seasonal_snow, contains_cloud_or_shadow (N,) bool
 s2_stacked       (N, 12, 120, 120) uint16 resampled to 10 m (only with --stack)
+patch, s2/patch, s1/patch   (N,) the patch ids; class (19,) and band (12,) the names (band: --stack)
 ```
 
 Image arrays have one chunk per patch inside shards of ``--shard-patches`` patches, so a full reBEN
 store is a few thousand files; every array has dimension names (``patch``, ``y_10m`` …) so xarray
 aligns them, and the metadata is consolidated at the end. Each task writes whole shards, so workers
-never touch the same file.
+never touch the same file. For xarray, ``patch``, ``class`` and ``band`` are the dimension coordinates
+(``ds.sel(patch=...)``), and the data arrays' ``coordinates`` attribute (the CF convention xarray
+decodes) makes the metadata columns coordinates rather than data variables.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ VERSION = 1
 #: The official metadata columns stored as (N,) arrays beside the pixels (labels become the multi-hot array).
 STRING_COLUMNS = tuple(f.name for f in ds.METADATA_SCHEMA if f.type == pa.string())
 BOOL_COLUMNS = tuple(f.name for f in ds.METADATA_SCHEMA if f.type == pa.bool_())
+#: The ``coordinates`` attribute of the root data arrays: xarray opens these columns as coordinates.
+COORDINATES = " ".join(sorted(STRING_COLUMNS + BOOL_COLUMNS))
+#: The dimension coordinates (1-D string arrays named as their dimension) xarray indexes by.
+PATCH_DIM, CLASS_DIM, BAND_DIM = "patch", "class", "band"
 
 
 def _dims(pixels: int, patch_size: int) -> tuple[str, str, str]:
@@ -163,9 +170,10 @@ def _create_images(root, n: int, p: int, options: ConvertOptions, shard: int) ->
         image(
             s1, b, p // 10, "float32", np.nan, {"band": b, "resolution_m": 10, "units": "dB", "nodata": "NaN"}
         )
-    image(root, "reference_map", p // 10, "uint16", 0, {"resolution_m": 10, "units": "CLC code", "nodata": 0})
+    attrs = {"resolution_m": 10, "units": "CLC code", "nodata": 0, "coordinates": COORDINATES}
+    image(root, "reference_map", p // 10, "uint16", 0, attrs)
     if options.stack:
-        attrs = _stacked_attributes(options.stack_method)
+        attrs = _stacked_attributes(options.stack_method) | {"coordinates": COORDINATES}
         image(root, "s2_stacked", p // 10, "uint16", 0, attrs, extra_dims=(len(SPECTRAL_BANDS),))
 
 
@@ -194,20 +202,49 @@ def _write_columns(root, source: Source, n: int, options: ConvertOptions, classe
         fill_value=0,
         compressors=compressors(),
         dimension_names=("patch", "class"),
-        attributes={"classes": list(classes), "class_order": options.class_order, "encoding": "multi-hot"},
+        attributes={
+            "classes": list(classes),
+            "class_order": options.class_order,
+            "encoding": "multi-hot",
+            "coordinates": COORDINATES,
+        },
     )
     labels[:] = multi_hot(table.column("labels"), classes, str(source.root))
     for name in STRING_COLUMNS:
-        arr = root.create_array(
-            name, shape=(n,), chunks=(rows,), dtype=str, fill_value="", dimension_names=("patch",)
-        )
         values = table.column(name).to_pylist() if name in table.column_names else [None] * n
-        arr[:] = np.array(["" if v is None else v for v in values], dtype=object)
+        _strings(root, name, values, PATCH_DIM, rows)
     for name in BOOL_COLUMNS:
         arr = root.create_array(
             name, shape=(n,), chunks=(rows,), dtype=bool, fill_value=False, dimension_names=("patch",)
         )
         arr[:] = table.column(name).to_numpy(zero_copy_only=False).astype(bool)
+    _write_coordinates(root, table.column("patch_id").to_pylist(), rows, classes, options.stack)
+
+
+def _strings(group, name: str, values: list, dim: str, rows: int, attrs: dict | None = None) -> None:
+    """Create and fill a 1-D string array along ``dim`` (``""`` for None)."""
+    arr = group.create_array(
+        name,
+        shape=(len(values),),
+        chunks=(rows,),
+        dtype=str,
+        fill_value="",
+        dimension_names=(dim,),
+        attributes=attrs,
+    )
+    arr[:] = np.array(["" if v is None else v for v in values], dtype=object)
+
+
+def _write_coordinates(root, ids: list[str], rows: int, classes, stack: bool) -> None:
+    """The dimension coordinates: ``patch`` (in the root, ``s2`` and ``s1``), ``class`` and ``band``."""
+    about = {"description": "patch_id of each row: the index of the patch dimension"}
+    for group in (root, root["s2"], root["s1"]):
+        _strings(group, PATCH_DIM, ids, PATCH_DIM, rows, about)
+    about = {"description": "the label columns of labels, in order"}
+    _strings(root, CLASS_DIM, list(classes), CLASS_DIM, len(classes), about)
+    if stack:
+        about = {"description": "the bands of s2_stacked, in order"}
+        _strings(root, BAND_DIM, list(SPECTRAL_BANDS), BAND_DIM, len(SPECTRAL_BANDS), about)
 
 
 def write_shard(payload) -> int:
