@@ -15,7 +15,7 @@ LINT = Path(sys.executable).with_name("lint-imports")  # a dev dependency: missi
 
 
 def lint(package_parent: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    env = {**os.environ, "PYTHONPATH": str(package_parent), "COLUMNS": "250"}
     return subprocess.run(
         [str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
         cwd=package_parent,
