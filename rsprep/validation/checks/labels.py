@@ -148,10 +148,15 @@ def _zarr_maps(view: DatasetView) -> Reader:
     from rsprep.formats.readers import ZarrReader
 
     reader = ZarrReader(view.zarr)
+    fast = _sharded_maps(view.zarr)
 
     def read(ids: list[str]) -> Iterator[object]:
         index = reader.index
         rows = [index.get(p) for p in ids]
+        if fast is not None:  # one pread per map, as ZarrReader reads them
+            for r in rows:
+                yield _ABSENT if r is None else _fast_row(fast, r)
+            return
         have = sorted({r for r in rows if r is not None})
         try:
             arr = reader.group[REFERENCE_MAP]
@@ -166,6 +171,26 @@ def _zarr_maps(view: DatasetView) -> Reader:
         yield from (_ABSENT if r is None else block[at[r]] for r in rows)
 
     return read
+
+
+def _sharded_maps(store):
+    """The reference_map array through the shard reader (None: another layout, read by zarr-python)."""
+    import json
+
+    from rsprep.formats.readers import ShardedPatchArray
+
+    try:
+        meta = json.loads((store / REFERENCE_MAP / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return ShardedPatchArray.open(store / REFERENCE_MAP, meta)
+
+
+def _fast_row(arr, row: int) -> object:
+    try:
+        return arr[row]
+    except (OSError, ValueError, RuntimeError, IndexError) as exc:  # Blosc raises RuntimeError
+        return exc
 
 
 def _lmdb_maps(view: DatasetView) -> Reader:

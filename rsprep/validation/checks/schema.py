@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -97,16 +98,29 @@ def _split_names(split: pa.ChunkedArray, name: str, rec: Recorder) -> None:
 
 
 def _labels(table: pa.Table, nomenclature, rec: Recorder) -> None:
-    allowed = set(nomenclature.alphabetical)
-    for pid, labels in zip(
-        table.column("patch_id").to_pylist(), table.column("labels").to_pylist(), strict=True
-    ):
-        labels = labels or []
-        unknown = [x for x in labels if x not in allowed]
+    """Rows naming a class outside the nomenclature, else not strictly ascending (column operations;
+    only the rows at fault are read as Python lists)."""
+    labels = table.column("labels").combine_chunks()
+    n, flat = len(labels), pc.list_flatten(labels)
+    parent = np.asarray(pc.list_parent_indices(labels).to_numpy(), dtype=np.int64)
+    allowed = pa.array(sorted(nomenclature.alphabetical), pa.string())
+    known = np.asarray(pc.is_in(flat, value_set=allowed).to_numpy(zero_copy_only=False), dtype=bool)
+    unknown_rows = np.bincount(parent[~known], minlength=n) > 0
+    unsorted_rows = np.zeros(n, dtype=bool)
+    if len(flat) > 1:
+        ascending = pc.fill_null(pc.less(flat.slice(0, len(flat) - 1), flat.slice(1)), False)
+        same_row = parent[1:] == parent[:-1]
+        out_of_order = same_row & ~np.asarray(ascending.to_numpy(zero_copy_only=False), dtype=bool)
+        unsorted_rows = np.bincount(parent[1:][out_of_order], minlength=n) > 0
+    allowed_set = set(nomenclature.alphabetical)
+    ids = table.column("patch_id")
+    for r in np.flatnonzero(unknown_rows | unsorted_rows).tolist():
+        row = labels[r].as_py() or []
+        unknown = [x for x in row if x not in allowed_set]
         if unknown:
-            rec.error(f"labels {unknown} are not {nomenclature.name.upper()} class names", pid)
-        elif labels != sorted(set(labels)):
-            rec.error(f"labels {labels} are not sorted alphabetically without repeats", pid)
+            rec.error(f"labels {unknown} are not {nomenclature.name.upper()} class names", ids[r].as_py())
+        else:
+            rec.error(f"labels {row} are not sorted alphabetically without repeats", ids[r].as_py())
 
 
 def _sidecar(view: DatasetView, rec: Recorder) -> None:
@@ -132,9 +146,11 @@ def _sidecar(view: DatasetView, rec: Recorder) -> None:
                 )
         except (ValueError, KeyError, TypeError) as exc:
             rec.error(f"GeoParquet 'geo' metadata is not valid ({exc})", name)
-    ids = set(tf.table.column("patch_id").to_pylist()) if "patch_id" in tf.table.column_names else set()
-    missing = [p for p in view.patch_ids if p not in ids]
-    for pid in missing[:20]:
+    missing = view.table.column("patch_id")
+    if "patch_id" in tf.table.column_names:
+        side = tf.table.column("patch_id").combine_chunks()
+        missing = missing.filter(pc.invert(pc.is_in(missing, value_set=side.cast(pa.string()))))
+    for pid in missing.slice(0, 20).to_pylist():
         rec.error(f"the sidecar {name} has no row for this patch", pid)
 
 
