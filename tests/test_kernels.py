@@ -324,3 +324,14 @@ def test_lut_counts_validates_its_table():
         kernels.lut_counts_per_patch(patches, np.full(65536, 5), 2)
     with pytest.raises(TypeError):
         kernels.lut_counts_per_patch(patches.astype(np.int16), np.zeros(65536, np.int64), 2)
+
+
+@pytest.mark.parametrize("size", [0, 1, 14400, 100_003])
+def test_count_not_in_matches_numpy(size):
+    rng = np.random.default_rng(size)
+    allowed = rng.random(1 << 16) < 0.3
+    values = rng.integers(0, 1 << 16, size, dtype=np.uint16)
+    assert kernels.count_not_in(values, allowed) == int((~allowed[values]).sum())
+    assert kernels.count_not_in(np.zeros(size, np.uint16), np.ones(1 << 16, bool)) == 0
+    with pytest.raises(ValueError, match="unsigned"):
+        kernels.count_not_in(values.astype(np.int32), allowed)

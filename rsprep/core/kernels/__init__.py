@@ -16,6 +16,7 @@ Callers use ``from rsprep.core import kernels; kernels.X``.
 from rsprep.core.kernels.burn import burn_polygons, gdal_ring_order
 from rsprep.core.kernels.cells import (
     class_counts_per_patch,
+    count_not_in,
     count_value_per_patch,
     cut_patches,
     lut_counts_per_patch,
@@ -27,6 +28,7 @@ __all__ = [
     "RESAMPLING",
     "burn_polygons",
     "class_counts_per_patch",
+    "count_not_in",
     "count_value_per_patch",
     "cut_patches",
     "gdal_ring_order",
