@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_reference.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_dataset.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_convert.py --write docs/BENCHMARKS.md
+	$(BIN)/python bench/bench_stats.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_validate.py --write docs/BENCHMARKS.md
 
 clean:

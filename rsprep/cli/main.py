@@ -127,6 +127,7 @@ def _register() -> None:
     from rsprep.cli import s1 as s1_cmd
     from rsprep.cli import split as split_cmd
     from rsprep.cli import stack as stack_cmd
+    from rsprep.cli import stats as stats_cmd
     from rsprep.cli import synth as synth_cmd
     from rsprep.cli import validate as validate_cmd
 
@@ -141,6 +142,7 @@ def _register() -> None:
     app.command("noise")(noise_cmd.noise)
     app.command("convert")(convert_cmd.convert)
     app.command("validate")(validate_cmd.validate)
+    app.command("stats")(stats_cmd.stats)
 
 
 _register()
