@@ -118,6 +118,7 @@ def _root(
 
 def _register() -> None:
     # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
+    from rsprep.cli import card as card_cmd
     from rsprep.cli import convert as convert_cmd
     from rsprep.cli import inspect as inspect_cmd
     from rsprep.cli import metadata as metadata_cmd
@@ -142,6 +143,7 @@ def _register() -> None:
     app.command("noise")(noise_cmd.noise)
     app.command("convert")(convert_cmd.convert)
     app.command("validate")(validate_cmd.validate)
+    app.command("card")(card_cmd.card)
     app.command("stats")(stats_cmd.stats)
 
 
