@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Demo: a small synthetic archive (2 overlapping tiles x 2 dates, CLC, S1, countries), then its description.
+# Demo: a small synthetic archive (2 overlapping tiles x 2 dates, CLC, S1, countries), every stage on it,
+# then statistics, the dataset card and a full validation.
 demo: $(STAMP)
 	$(BIN)/rsprep synth $(DEMO)/archive --overwrite
 	$(BIN)/rsprep inspect $(DEMO)/archive/s2/*.SAFE
@@ -36,6 +37,9 @@ demo: $(STAMP)
 	$(BIN)/rsprep convert lmdb $(DEMO)/dataset --overwrite
 	$(BIN)/rsprep convert zarr $(DEMO)/dataset --stack --overwrite
 	$(BIN)/rsprep convert tiff $(DEMO)/dataset --overwrite
+	$(BIN)/rsprep stats $(DEMO)/dataset --overwrite
+	$(BIN)/rsprep card $(DEMO)/dataset --countries $(DEMO)/archive/countries/countries.gpkg --overwrite
+	$(BIN)/rsprep validate $(DEMO)/dataset --write-checksums --full
 
 $(INTEROP_STAMP):
 	$(PYTHON) -m venv $(INTEROP)

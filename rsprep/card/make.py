@@ -115,11 +115,9 @@ def _check_overwrite(path: Path, overwrite: bool) -> None:
         )
 
 
-def _croissant(root: Path, facts: dict[str, Any]) -> Path | None:
-    try:
-        from rsprep.card.croissant import write_croissant
-    except (ImportError, AttributeError):  # until croissant.py lands
-        return None
+def _croissant(root: Path, facts: dict[str, Any]) -> Path:
+    from rsprep.card.croissant import write_croissant
+
     return write_croissant(root, facts)
 
 
