@@ -52,7 +52,11 @@ from rsprep.core.values import MAP_BAND, REFERENCE_MAP, map_key
 from rsprep.formats.readers import LmdbReader, ShardedPatchArray, ZarrReader
 from rsprep.formats.resumable import ConvertOptions
 from rsprep.stages.convert import convert
-from rsprep.stages.metadata import _geometry, _sidecar  # the sidecar exactly as `rsprep metadata` writes it
+from rsprep.stages.metadata import (  # the sidecar exactly as `rsprep metadata` writes it
+    _geometry,
+    _metadata_table,
+    _sidecar,
+)
 from rsprep.stages.noise import make_noise
 from rsprep.store import dataset as ds
 from rsprep.validation import validate
@@ -216,18 +220,7 @@ def build_tables(root: Path) -> None:
     split = code_names(outcome.codes)
     snow, cloud = (np.asarray(table.column(c).to_numpy(), dtype=bool) for c in ("snow", "cloud"))
     country, s2v1 = table.column("country"), table.column("s2v1_name")
-    meta = pa.table(
-        {
-            "patch_id": table.column("patch_id"),
-            "labels": table.column("labels"),
-            "split": split,
-            "country": country,
-            "s1_name": table.column("s1_name"),
-            "s2v1_name": s2v1,
-            "contains_seasonal_snow": snow,
-            "contains_cloud_or_shadow": cloud,
-        }
-    )
+    meta = _metadata_table(table, split, country, s2v1, snow, cloud)
     side = _sidecar(table, geometry, split, country, pa.array(np.zeros(len(split))), s2v1, snow, cloud)
     flagged = pa.array(snow | cloud)
     ds.write_tables(

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
+from rsprep.core.kernels.resample import source_axis
+
 U16_BINS = 65_536
 #: S1 histogram: 0.01 dB bins (bin b covers [b/100, (b+1)/100) dB) from -100 dB up to +50 dB.
 S1_BINS_PER_DB = 100
@@ -41,21 +43,13 @@ def _hist_u16(values, hist):
 
 @njit(cache=True, nogil=True)
 def _axis(factor, n):
-    """Source neighbours and weight per output index, exactly as kernels.resample._source_axis."""
+    """Source neighbours and weight per output index, by the stack stage's own rule (``source_axis``)."""
     m = n * factor
     i0 = np.empty(m, np.int64)
     i1 = np.empty(m, np.int64)
     f = np.empty(m, np.float64)
     for i in range(m):
-        t = (i + 0.5) / factor - 0.5
-        a = int(np.floor(t))
-        fr = t - a
-        if a < 0:
-            a = 0
-            fr = 0.0
-        i0[i] = a
-        i1[i] = min(a + 1, n - 1)
-        f[i] = fr
+        i0[i], i1[i], f[i] = source_axis(i, factor, n)
     return i0, i1, f
 
 

@@ -41,7 +41,7 @@ def _is_nodata(v, nodata, has_nodata):
 
 
 @njit(cache=True, inline="always")
-def _source_axis(i, factor, n):
+def source_axis(i, factor, n):
     """Source neighbours (i0, i1) and weight of i1 for output index ``i`` along an axis of ``n``:
     pixel-centre alignment (half-pixel convention), clamped at the patch border."""
     t = (i + 0.5) / factor - 0.5
@@ -60,9 +60,9 @@ def _bilinear(src, factor, nodata, has_nodata, is_int, out):
     w = src.shape[2]
     for k in prange(src.shape[0]):
         for r in range(h * factor):
-            y0, y1, fy = _source_axis(r, factor, h)
+            y0, y1, fy = source_axis(r, factor, h)
             for c in range(w * factor):
-                x0, x1, fx = _source_axis(c, factor, w)
+                x0, x1, fx = source_axis(c, factor, w)
                 # Nearest source pixel decides nodata; valid neighbours share the weight.
                 nr = r // factor
                 nc = c // factor
