@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_convert.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_stats.py --write docs/BENCHMARKS.md
 	$(BIN)/python bench/bench_validate.py --write docs/BENCHMARKS.md
+	$(BIN)/python bench/bench_card.py --write docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(INTEROP) $(DEMO) .pytest_cache .ruff_cache .hypothesis
