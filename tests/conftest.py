@@ -114,6 +114,18 @@ def full_dataset(dataset, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture()
+def official_copy(shared_data, tmp_path) -> Path:
+    """The official sample tables in a writable folder (the shared files are read-only)."""
+    import shutil
+
+    out = tmp_path / "official"
+    out.mkdir()
+    for name in ("metadata.parquet", "metadata_for_patches_with_snow_cloud_or_shadow.parquet"):
+        shutil.copyfile(shared_data("reben-v2-metadata-sample") / name, out / name)
+    return out
+
+
 @pytest.fixture(scope="session")
 def overlap_work(tmp_path_factory) -> Path:
     """Two neighbouring 12 × 12-patch tiles (whose complete patches overlap), two dates each, no S1."""

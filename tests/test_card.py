@@ -80,15 +80,6 @@ def carded(full_dataset, tmp_path_factory):
     return root, result, (root / README).read_text(encoding="utf-8"), calls
 
 
-@pytest.fixture()
-def official_copy(shared_data, tmp_path) -> Path:
-    out = tmp_path / "official"
-    out.mkdir()
-    for name in (ds.METADATA, ds.FLAGGED):
-        shutil.copyfile(shared_data("reben-v2-metadata-sample") / name, out / name)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # front matter and numbers
 # --------------------------------------------------------------------------------------------

@@ -31,16 +31,6 @@ def full_copy(full_dataset, tmp_path) -> Path:
     return Path(shutil.copytree(full_dataset, tmp_path / "ds"))
 
 
-@pytest.fixture()
-def official_copy(shared_data, tmp_path) -> Path:
-    """The official sample tables in a writable folder (the shared files are read-only)."""
-    out = tmp_path / "official"
-    out.mkdir()
-    for name in (ds.METADATA, ds.FLAGGED):
-        shutil.copyfile(shared_data("reben-v2-metadata-sample") / name, out / name)
-    return out
-
-
 def _load(path: Path):
     dataset = mlc.Dataset(jsonld=path)
     issues = dataset.metadata.issues
