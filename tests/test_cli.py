@@ -164,3 +164,13 @@ def test_reference_cli(archive, manifest, shared_data, tmp_path):
     assert r.exit_code == 1 and "ben19" in r.output
     r = runner.invoke(app, ["reference", "--clc", clc, "--work", str(work), "--max-unlabeled", "0"])
     assert r.exit_code == 1 and "--max-unlabeled" in r.output
+
+
+def test_a_negative_worker_count_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from rsprep.cli.main import app
+
+    for cmd in (["stack", str(tmp_path)], ["s1", "--s1", str(tmp_path), "--work", str(tmp_path)]):
+        r = CliRunner().invoke(app, [*cmd, "--workers", "-2"])
+        assert r.exit_code == 2 and "-2 is negative" in r.output, r.output

@@ -32,6 +32,10 @@ SplitFractions = Annotated[
 
 
 def default_workers(workers: int | None) -> int:
+    """``--workers`` as given, or one per CPU for 0 (the default); a negative count is a usage error."""
     import os
 
-    return workers if workers and workers > 0 else (os.cpu_count() or 1)
+    if workers is not None and workers < 0:
+        msg = f"{workers} is negative; give 0 (one per CPU) or a count"
+        raise typer.BadParameter(msg, param_hint="--workers")
+    return workers if workers else (os.cpu_count() or 1)
