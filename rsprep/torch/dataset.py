@@ -120,6 +120,16 @@ def _stats_arrays(
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
+def _one_thread_in_worker(torch) -> None:
+    """In a DataLoader worker, run the numba kernels on one thread, as torch does its own: with
+    several workers, each worker's OpenMP threads would compete for the same cores."""
+    if torch.utils.data.get_worker_info() is not None:
+        import numba
+
+        if numba.get_num_threads() != 1:
+            numba.set_num_threads(1)
+
+
 class BENDataset:
     """Samples ``{"image", "labels"[, "reference_map"][, "patch_id"]}`` of a dataset (docs/torch.md)."""
 
@@ -210,13 +220,17 @@ class BENDataset:
     def _image(self, arrays: dict[str, np.ndarray], i: int) -> np.ndarray:
         has_s1 = self.s1_names[i] is not None
         image = np.zeros((len(self.band_names), SIDE, SIDE), np.float32)
+        by_size: dict[tuple, list[int]] = {}
         for c, band in enumerate(self.band_names):
             if band in S1_BANDS:
                 if has_s1:
                     image[c] = arrays[band]
-                continue
-            native = np.ascontiguousarray(arrays[band])[None]
-            image[c] = kernels.to_side(native, SIDE, self.resampling, nodata=0)[0]
+            else:
+                by_size.setdefault(arrays[band].shape, []).append(c)
+        # the bands of one native size go through to_side together (each band is one "patch" to it)
+        for channels in by_size.values():
+            native = np.stack([arrays[self.band_names[c]] for c in channels])
+            image[channels] = kernels.to_side(native, SIDE, self.resampling, nodata=0)
         return image
 
     def raw_image(self, i: int) -> np.ndarray:
@@ -226,6 +240,7 @@ class BENDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
 
+        _one_thread_in_worker(torch)
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} is out of range for {len(self)} samples")
         i %= len(self)
