@@ -126,6 +126,7 @@ def _register() -> None:
     from rsprep.cli import patch as patch_cmd
     from rsprep.cli import reference as reference_cmd
     from rsprep.cli import s1 as s1_cmd
+    from rsprep.cli import smoke_train as smoke_train_cmd
     from rsprep.cli import split as split_cmd
     from rsprep.cli import stack as stack_cmd
     from rsprep.cli import stats as stats_cmd
@@ -145,6 +146,7 @@ def _register() -> None:
     app.command("validate")(validate_cmd.validate)
     app.command("card")(card_cmd.card)
     app.command("stats")(stats_cmd.stats)
+    app.command("smoke-train")(smoke_train_cmd.smoke_train)
 
 
 _register()
