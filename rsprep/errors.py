@@ -41,3 +41,7 @@ class ReaderError(RsprepError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class WriteError(RsprepError, OSError):
+    """Writing an output failed (a full disk, a file-size limit, no permission); nothing was replaced."""

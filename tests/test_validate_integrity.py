@@ -217,3 +217,28 @@ def test_cli_writes_checksums_and_passes(ds):
     assert (ds / CHECKSUMS).is_file() and f"wrote {ds / CHECKSUMS}" in r.output
     report = validate(ds, checks=["checksums"])
     assert report.outcome("checksums").status == "ok"
+
+
+def test_a_failed_checksum_write_names_the_file_and_keeps_the_old_one(full_dataset, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    copy = tmp_path / "ds"
+    shutil.copytree(full_dataset, copy)
+    (copy / "checksums.sha256").write_text("old\n")
+    rsprep = str(Path(sys.executable).with_name("rsprep"))
+
+    def limit():  # a 1 KiB file-size limit: the write fails like a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    r = subprocess.run(
+        [rsprep, "validate", str(copy), "--write-checksums", "--checks", "checksums"],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 1 and f"writing {copy / 'checksums.sha256'} failed" in r.stderr, r.stderr
+    assert (copy / "checksums.sha256").read_text() == "old\n"
+    assert not [p for p in copy.iterdir() if ".tmp-" in p.name]

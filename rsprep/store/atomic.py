@@ -71,6 +71,8 @@ def building(dest: Path, *, folder: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         replace_path(tmp, dest)
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
     finally:
         _remove(tmp)
 
@@ -88,5 +90,20 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_error(dest: Path, exc: OSError) -> OSError:
+    """``exc`` with the output it was writing named (an error that already names a file is kept)."""
+    from rsprep.errors import RsprepError, WriteError
+
+    if isinstance(exc, RsprepError) or exc.filename:
+        return exc
+    return WriteError(
+        exc.errno,
+        f"writing {dest} failed ({exc.strerror or exc}); the previous version, if any, is untouched: "
+        "free disk space (or raise the file-size limit) and run the command again",
+    )
