@@ -25,6 +25,7 @@ from typing import Any
 from rsprep import __version__
 from rsprep.errors import InvalidParameterError, OutputExistsError, RsprepError
 from rsprep.store.atomic import digest, write_json_atomic
+from rsprep.store.pool import worker_pool
 
 log = logging.getLogger(__name__)
 #: Where the writers report resuming or discarding a partial build unless a caller passes ``say``.
@@ -234,12 +235,10 @@ def _run_ordered(fn, tasks, workers: int, on_result) -> None:
         for tid, payload in tasks:
             on_result(tid, fn(payload))
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     pending: deque = deque()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    pool = worker_pool(workers)
     try:
         for tid, payload in tasks:
             pending.append((tid, pool.submit(fn, payload)))

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsprep.errors import InvalidParameterError, RsprepError
+from rsprep.store.atomic import LOCK_WAIT
+from rsprep.store.lock import locked
+from rsprep.store.pool import worker_pool
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
@@ -54,8 +57,14 @@ Task = tuple[str, str, Callable[..., StageResult], tuple]
 
 
 def store_tasks(stage: str, fn: Callable[..., StageResult], stores: Sequence[Any], *args: Any) -> list[Task]:
-    """One task per tile store: ``fn(store_path, *args)``."""
-    return [(stage, str(s.path), fn, (str(s.path), *args)) for s in stores]
+    """One task per tile store: ``fn(store_path, *args)``, holding the store's lock."""
+    return [(stage, str(s.path), _locked_store, (fn, str(s.path), *args)) for s in stores]
+
+
+def _locked_store(fn: Callable[..., StageResult], path: str, *args: Any) -> StageResult:
+    """``fn(path, *args)`` while holding the tile store's lock (the one ``patch`` builds it under)."""
+    with locked(path, "tile store", wait=LOCK_WAIT):
+        return fn(path, *args)
 
 
 def execute(
@@ -63,8 +72,8 @@ def execute(
 ) -> list[StageResult]:
     """Run every task; returns their results in task order.
 
-    With ``workers > 1`` the tasks run in spawned processes (GDAL and numba threads do not survive
-    ``fork`` safely); the functions must be importable module-level functions.
+    With ``workers > 1`` the tasks run in spawned processes that die with this one
+    (:func:`rsprep.store.pool.worker_pool`); the functions must be importable module-level functions.
     """
     results: list[StageResult | None] = [None] * len(tasks)
     if workers <= 1 or len(tasks) <= 1:
@@ -73,11 +82,9 @@ def execute(
             if on_result:
                 on_result(results[i])
         return results  # type: ignore[return-value]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+    with worker_pool(min(workers, len(tasks))) as pool:
         futures = {pool.submit(_guarded, task): i for i, task in enumerate(tasks)}
         for fut in as_completed(futures):
             i = futures[fut]

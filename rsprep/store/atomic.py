@@ -7,6 +7,8 @@ complete, so a crash, a full disk or ``kill -9`` never leaves a file or folder t
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -14,6 +16,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: Seconds a build waits for another holder of its output's lock (e.g. a dead run's worker that its
+#: watchdog is about to stop) before it gives up with :class:`rsprep.store.lock.LockedError`.
+LOCK_WAIT = 5.0
 
 
 def fingerprint_files(paths: list[Path]) -> dict[str, Any]:
@@ -46,16 +52,44 @@ def temp_sibling(path: Path) -> Path:
 
 
 def replace_path(tmp: Path, dest: Path) -> None:
-    """Move ``tmp`` to ``dest``, replacing a file or folder there, never leaving ``dest`` half-written."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        os.replace(dest, old)
+    """Move the complete ``tmp`` to ``dest``, replacing a file or folder there.
+
+    ``dest`` is never missing or half-written: where the file system supports it the two are swapped
+    in one atomic ``renameat2(RENAME_EXCHANGE)`` and the old version (now at ``tmp``) is removed;
+    elsewhere the old version is renamed aside first. ``tmp`` is checked before ``dest`` is touched.
+    """
+    if not os.path.lexists(tmp):
+        raise FileNotFoundError(errno.ENOENT, f"the finished build {tmp} of {dest} has disappeared", str(tmp))
+    if not os.path.lexists(dest):
         os.replace(tmp, dest)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    else:
-        os.replace(tmp, dest)
+        return
+    if _exchange(tmp, dest):
+        _remove(tmp)
+        return
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    _remove(old)
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    _remove(old)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` atomically (Linux ``renameat2``); False where that is not supported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 @contextlib.contextmanager
@@ -63,18 +97,24 @@ def building(dest: Path, *, folder: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``dest`` to build in; move it to ``dest`` only on success.
 
     With ``folder`` the sibling is created as an empty folder; otherwise the caller writes a file there.
+    The build holds ``dest``'s lock (:func:`rsprep.store.lock.locked`, waiting up to
+    :data:`LOCK_WAIT` seconds), so two runs never build one output at once; taking it removes the
+    temporaries that dead runs left beside ``dest``.
     """
-    tmp = temp_sibling(dest)
-    _remove(tmp)
-    if folder:
-        tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        replace_path(tmp, dest)
-    except OSError as exc:
-        raise _write_error(dest, exc) from exc
-    finally:
+    from rsprep.store.lock import locked
+
+    with locked(dest, "output", wait=LOCK_WAIT):
+        tmp = temp_sibling(dest)
         _remove(tmp)
+        if folder:
+            tmp.mkdir(parents=True)
+        try:
+            yield tmp
+            replace_path(tmp, dest)
+        except OSError as exc:
+            raise _write_error(dest, exc) from exc
+        finally:
+            _remove(tmp)
 
 
 def _remove(path: Path) -> None:

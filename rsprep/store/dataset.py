@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from rsprep import __version__
 from rsprep.errors import InputNotFoundError, RsprepError
 from rsprep.store.atomic import temp_sibling, write_json_atomic, write_text_atomic
+from rsprep.store.lock import locked
 
 METADATA = "metadata.parquet"
 FLAGGED = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
@@ -137,13 +138,14 @@ def record_build(dataset: Path, stage: str, record: dict[str, Any], *, fresh: bo
     ``fresh`` (the metadata stage, which writes new tables) drops the records of every other stage:
     a split, noise variant or conversion of the previous tables no longer describes the dataset.
     """
-    doc = read_build(dataset)
-    doc.setdefault("format", "rsprep-dataset")
-    doc["rsprep_version"] = __version__
-    if fresh:
-        doc["stages"] = {}
-    doc.setdefault("stages", {})[stage] = {"rsprep_version": __version__, **record}
-    write_json_atomic(dataset / BUILD, doc)
+    with locked(dataset / BUILD, "the build record", wait=30.0):  # one read-modify-write at a time
+        doc = read_build(dataset)
+        doc.setdefault("format", "rsprep-dataset")
+        doc["rsprep_version"] = __version__
+        if fresh:
+            doc["stages"] = {}
+        doc.setdefault("stages", {})[stage] = {"rsprep_version": __version__, **record}
+        write_json_atomic(dataset / BUILD, doc)
 
 
 def dataset_tables(dataset: Path) -> list[Path]:
