@@ -15,10 +15,20 @@ def show_results(results: Sequence, *, what: str, unit: str, line: Callable, is_
             if r.status != "failed":
                 typer.echo(line(r))
     if failed:
-        typer.echo(f"rsprep: error: {what}: {len(failed)} of {len(results)} {unit}(s) failed:", err=True)
+        names = ", ".join(_name(r) for r in failed)
+        typer.echo(
+            f"rsprep: error: {what}: {len(failed)} of {len(results)} {unit}(s) failed: {names}", err=True
+        )
         for r in failed:
-            typer.echo(f"  {r.error}", err=True)
+            typer.echo(f"  {_name(r)}: {r.error}", err=True)
         raise typer.Exit(1)
+
+
+def _name(result) -> str:
+    """The failed task's store (or product) by name: the last part of its path."""
+    from pathlib import Path
+
+    return Path(result.store or result.target).name
 
 
 class ProgressBar:

@@ -10,6 +10,7 @@ flags from its SCL fractions. Patches with neither flag go to ``metadata.parquet
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 from rsprep.core.crs import LONLAT, transform_by_epsg
 from rsprep.core.splits import SplitOptions, code_names, split_table
-from rsprep.errors import InvalidParameterError, OutputExistsError
+from rsprep.errors import InvalidParameterError, OutputExistsError, RsprepError, WriteError
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import digest, fingerprint_files
 from rsprep.store.workstore import LABELS_TABLE, PATCH_TABLE, S1_TABLE, TileStore, WorkStoreError, find_stores
@@ -75,12 +76,12 @@ class MetadataResult:
 def _store_table(store: TileStore, keep_unpaired: bool) -> tuple[pa.Table, dict[str, int]]:
     store.require_stage("patch", "re-run `rsprep patch`")
     store.require_stage("reference", "run `rsprep reference --clc CLC --work WORK` first")
-    patches = store.table(PATCH_TABLE)
-    labels = store.table(LABELS_TABLE)
+    patches = _read(store, PATCH_TABLE, "rsprep patch --force PRODUCT --out WORK")
+    labels = _read(store, LABELS_TABLE, "rsprep reference --force")
     _check_rows(store, LABELS_TABLE, patches, labels, "rsprep reference --force")
     n = patches.num_rows
     if store.stage("s1") is not None:
-        s1 = store.table(S1_TABLE)
+        s1 = _read(store, S1_TABLE, "rsprep s1 --force")
         _check_rows(store, S1_TABLE, patches, s1, "rsprep s1 --force")
         s1_name = s1.column("s1_name")
     elif keep_unpaired:
@@ -114,6 +115,17 @@ def _store_table(store: TileStore, keep_unpaired: bool) -> tuple[pa.Table, dict[
     cols["tile_size_m"] = pa.array(np.full(k, g.tile_size_m, dtype=np.float64))
     cols["patch_size_m"] = pa.array(np.full(k, g.patch_size, dtype=np.float64))
     return pa.table(cols), counts
+
+
+def _read(store: TileStore, name: str, fix: str) -> pa.Table:
+    """A parquet table of ``store``; a truncated or corrupt file is an error naming it and the fix."""
+    try:
+        return store.table(name)
+    except (pa.ArrowException, OSError) as exc:
+        raise WorkStoreError(
+            f"{store.path / name} of store {store.name} is not a readable parquet file ({exc}); "
+            f"re-run `{fix}`"
+        ) from exc
 
 
 def _check_rows(store: TileStore, name: str, patches: pa.Table, other: pa.Table, fix: str) -> None:
@@ -219,11 +231,24 @@ def _flags(table: pa.Table, options: MetadataOptions) -> tuple[np.ndarray, np.nd
 def build_metadata(
     work: Path, out: Path, options: MetadataOptions | None = None, *, overwrite: bool = False
 ) -> MetadataResult:
-    """Merge ``work`` into the dataset folder ``out`` (see the module docstring)."""
+    """Merge ``work`` into the dataset folder ``out`` (see the module docstring).
+
+    A failure leaves no new folder behind: when this run created ``out``, it is removed again.
+    """
+    out = Path(out)
+    created = not out.exists()
+    try:
+        return _build(work, out, options, overwrite)
+    except BaseException:
+        if created and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _build(work: Path, out: Path, options: MetadataOptions | None, overwrite: bool) -> MetadataResult:
     t0 = time.perf_counter()
     options = options or MetadataOptions()
     options.validate()
-    out = Path(out)
     _check_overwrite(out, overwrite)
     table, counts, stores = _gather_dataset(work, options.keep_unpaired)
     warnings = []
@@ -302,14 +327,23 @@ def _metadata_table(table: pa.Table, split, country, s2v1, snow, cloud) -> pa.Ta
 
 def _write_dataset(out: Path, metadata: pa.Table, flagged, side: pa.Table, outcome, method: str):
     """Write the two metadata tables, the sidecar and the split report; return (tables written, report)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = ds.write_tables(
-        {
-            out / ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
-            out / ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
-            out / ds.SIDECAR: (side, False),
-        }
-    )
+    tables = {
+        out / ds.METADATA: (metadata.filter(pa.array(~flagged)), True),
+        out / ds.FLAGGED: (metadata.filter(pa.array(flagged)), True),
+        out / ds.SIDECAR: (side, False),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = ds.write_tables(tables)
+    except OSError as exc:
+        if isinstance(exc, RsprepError):
+            raise
+        raise WriteError(
+            exc.errno,
+            f"writing {out} ({', '.join(p.name for p in tables)}) failed ({exc.strerror or exc}); the "
+            "previous dataset, if any, is untouched: free disk space (or raise the file-size limit) and "
+            "run the command again",
+        ) from exc
     report = out / ds.SPLIT_REPORT
     ds.write_split_report(outcome.report, method, report)
     return written, report

@@ -16,11 +16,9 @@ the noisy labels are derived from the noisy map with the same label rule (and th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep import __version__
 from rsprep.core.grid import parse_patch_ids
 from rsprep.core.labels import label_patches
 from rsprep.core.noise import (
@@ -48,17 +45,9 @@ from rsprep.core.noise import (
 )
 from rsprep.core.nomenclature import Nomenclature
 from rsprep.errors import InvalidParameterError, OutputExistsError
+from rsprep.stages import noise_write as nw
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import building, write_json_atomic
-from rsprep.store.workstore import REFERENCE_ARRAYS, REFERENCE_MAP, compressors, consolidate, find_stores
-
-#: The files of one variant ``<name>``: key -> suffix.
-_OUTPUTS = {
-    "labels": ".parquet",
-    "flips": "_flips.parquet",
-    "report": ".json",
-    "maps": "_reference_maps.zarr",
-}
+from rsprep.store.workstore import REFERENCE_ARRAYS, REFERENCE_MAP, find_stores
 
 
 @dataclass
@@ -87,30 +76,34 @@ def make_noise(
     out_dir: Path | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write one noise variant of the labels of ``target``; returns the JSON report (also written)."""
-    t0 = time.perf_counter()
+    """Write one noise variant of the labels of ``target``, all or nothing; returns the JSON report
+    (also written). The report holds no wall-clock time: the same input and seed give the same bytes."""
     options.validate()
     table, source, noise_dir = _input(target)
     name = name or options.default_name()
     paths = _output_paths(Path(out_dir) if out_dir else noise_dir, name, overwrite)
     labels = _prepare(table, source, options)
-    result, maps_written = _apply(labels, options, Path(target), paths["maps"])
-    noisy_all = labels.clean_all.copy()
-    noisy_all[labels.target_rows] = result.noisy
-    out = pa.table(
-        {
-            "patch_id": labels.table.column("patch_id"),
-            "split": labels.table.column("split"),
-            "labels": labels_from_matrix(labels.clean_all, labels.classes),
-            "labels_noisy": labels_from_matrix(noisy_all, labels.classes),
-        }
-    )
-    flips = _flip_log(labels.table.column("patch_id"), labels.clean_all, noisy_all, labels.classes)
-    report = _report(options, name, labels, result, flips, maps_written)
-    report["seconds"] = round(time.perf_counter() - t0, 3)
-    report["outputs"] = {k: str(p) for k, p in paths.items() if k != "maps" or maps_written}
-    ds.write_tables({paths["labels"]: (out, False), paths["flips"]: (flips, False)})
-    write_json_atomic(paths["report"], report)
+    with nw.staging(paths["labels"].parent, name) as tmp:
+        temp = {k: tmp / p.name for k, p in paths.items()}
+        result, maps_written = _apply(labels, options, Path(target), temp["maps"], paths["maps"])
+        noisy_all = labels.clean_all.copy()
+        noisy_all[labels.target_rows] = result.noisy
+        out = pa.table(
+            {
+                "patch_id": labels.table.column("patch_id"),
+                "split": labels.table.column("split"),
+                "labels": labels_from_matrix(labels.clean_all, labels.classes),
+                "labels_noisy": labels_from_matrix(noisy_all, labels.classes),
+            }
+        )
+        flips = _flip_log(labels.table.column("patch_id"), labels.clean_all, noisy_all, labels.classes)
+        report = nw.report(options, name, labels, result, flips, maps_written)
+        report["outputs"] = {k: str(p) for k, p in paths.items() if k != "maps" or maps_written}
+        for key, tab in (("labels", out), ("flips", flips)):
+            nw.checked(paths[key], lambda t=tab, k=key: nw.write_parquet(t, temp[k]))
+        text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+        nw.checked(paths["report"], lambda: temp["report"].write_text(text, encoding="utf-8"))
+        nw.switch(tmp, paths)
     return report
 
 
@@ -126,11 +119,14 @@ def _input(target: Path) -> tuple[pa.Table, Path, Path]:
 
 
 def _output_paths(noise_dir: Path, name: str, overwrite: bool) -> dict[str, Path]:
-    """The files of variant ``name``; refused when any exists (unless ``overwrite``)."""
+    """The files of variant ``name``; refused when a complete variant exists (unless ``overwrite``).
+
+    Files of a variant without its report (a half variant) do not count: the run replaces them.
+    """
     if not name or "/" in name or name.startswith("."):
         raise InvalidParameterError(f"--name {name!r} must be a plain file name")
-    paths = {k: noise_dir / f"{name}{suffix}" for k, suffix in _OUTPUTS.items()}
-    if any(p.exists() for p in paths.values()) and not overwrite:
+    paths = nw.variant_paths(noise_dir, name)
+    if nw.is_complete(paths) and not overwrite:
         raise OutputExistsError(
             f"noise variant {noise_dir / name} exists; pass --overwrite or give another --name"
         )
@@ -158,9 +154,10 @@ def _prepare(table: pa.Table, source: Path, options: NoiseOptions) -> _Labels:
 
 
 def _apply(
-    labels: _Labels, options: NoiseOptions, target: Path, maps_path: Path
+    labels: _Labels, options: NoiseOptions, target: Path, maps_path: Path, maps_final: Path
 ) -> tuple[NoiseResult, dict[str, Any] | None]:
-    """The noisy target rows, and (``swap`` only) where the noisy maps went."""
+    """The noisy target rows, and (``swap`` only) where the noisy maps go (written to ``maps_path``,
+    the temporary copy of ``maps_final``)."""
     clean = labels.clean
     if options.mode == "sample":
         return sample_mode(clean, labels.classes, labels.active, options), None
@@ -169,7 +166,7 @@ def _apply(
     swaps = choose_swaps(clean, labels.active, options)
     ids = labels.table.column("patch_id").take(pa.array(labels.target_rows)).to_pylist()
     noisy, maps_written = apply_swaps(
-        target, labels.source, ids, clean, swaps, labels.nomenclature, maps_path
+        target, labels.source, ids, clean, swaps, labels.nomenclature, maps_path, final=maps_final
     )
     return NoiseResult(noisy, class_stats(clean, noisy, labels.classes), swaps), maps_written
 
@@ -256,8 +253,12 @@ def apply_swaps(
     swaps: list[tuple[int, int, int]],
     nomenclature: Nomenclature,
     dest: Path,
+    *,
+    final: Path | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Noisy label matrix of the target rows, and where the noisy maps went."""
+    """Noisy label matrix of the target rows, and where the noisy maps go: written to ``dest`` (a
+    fresh path, e.g. in the variant's temporary folder), recorded and named in errors as ``final``."""
+    final = final or dest
     noisy = clean.copy()
     work = _work_store(Path(target), Path(source))
     maps, max_unlabeled = _swapped_maps(work, ids, swaps, nomenclature)
@@ -265,8 +266,9 @@ def apply_swaps(
         derived = label_patches(maps, nomenclature, max_unlabeled)
         rows = np.array([r for r, _, _ in swaps])
         noisy[rows] = derived.present & derived.rule_passed[:, None]
-    _write_maps(dest, maps, [ids[r] for r, _, _ in swaps], swaps, nomenclature)
-    return noisy, {"path": str(dest), "patches": len(swaps), "max_unlabeled": max_unlabeled}
+    swapped = [ids[r] for r, _, _ in swaps]
+    nw.checked(final, lambda: nw.write_maps(dest, maps, swapped, swaps, nomenclature))
+    return noisy, {"path": str(final), "patches": len(swaps), "max_unlabeled": max_unlabeled}
 
 
 def _swapped_maps(
@@ -302,88 +304,3 @@ def _swapped_maps(
             _, src, dst = swaps[k]
             maps[k] = swap_map(block[j], nomenclature, src, dst)
     return maps, max_unlabeled
-
-
-def _write_maps(dest: Path, maps, patch_ids: list[str], swaps, nomenclature: Nomenclature) -> None:
-    import zarr
-
-    shape = (len(patch_ids), *(maps.shape[1:] if maps is not None else (0, 0)))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with building(dest) as tmp:
-        group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        arr = group.create_array(
-            REFERENCE_MAP,
-            shape=shape,
-            chunks=(1, *shape[1:]) if shape[1] else (1, 1, 1),
-            dtype="uint16",
-            compressors=compressors(),
-            fill_value=0,
-            dimension_names=("patch", "y", "x"),
-            attributes={
-                "patch_id": patch_ids,
-                "swap_from": [nomenclature.classes[s] for _, s, _ in swaps],
-                "swap_to": [nomenclature.classes[d] for _, _, d in swaps],
-                "description": "noisy CLC reference maps of the swapped patches, row i = patch_id[i]",
-            },
-        )
-        if maps is not None and len(maps):
-            arr[:] = maps
-        consolidate(tmp)
-
-
-# --------------------------------------------------------------------------------------------
-# The report
-# --------------------------------------------------------------------------------------------
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _class_rows(result: NoiseResult, active: np.ndarray, n: int) -> list[dict[str, Any]]:
-    per_class = []
-    for st, on in zip(result.stats, active, strict=True):
-        d = asdict(st)
-        d["active"] = bool(on)
-        d["remove_rate"] = st.removed / st.positives if st.positives else 0.0
-        d["add_rate_of_positives"] = st.added / st.positives if st.positives else 0.0
-        d["add_rate_of_negatives"] = st.added / st.negatives if st.negatives else 0.0
-        d["flip_rate"] = (st.removed + st.added) / n if n else 0.0
-        d["positives_noisy"] = st.positives - st.removed + st.added
-        per_class.append(d)
-    return per_class
-
-
-def _report(
-    options: NoiseOptions,
-    name: str,
-    labels: _Labels,
-    result: NoiseResult,
-    flips: pa.Table,
-    maps: dict[str, Any] | None,
-) -> dict[str, Any]:
-    n = len(labels.target_rows)
-    opts = asdict(options)
-    opts["matrix"] = str(Path(options.matrix).resolve()) if options.matrix else None
-    return {
-        "name": name,
-        "rsprep_version": __version__,
-        "configuration": opts,
-        "seed": options.seed,
-        "input": {
-            "path": str(Path(labels.source).resolve()),
-            "sha256": _file_hash(Path(labels.source)),
-            "rows": labels.table.num_rows,
-        },
-        "target_rows": n,
-        "classes": _class_rows(result, labels.active, n),
-        "totals": {
-            "removed": int(sum(s.removed for s in result.stats)),
-            "added": int(sum(s.added for s in result.stats)),
-            "patches_changed": len(set(flips.column("patch_id").to_pylist())),
-            "swaps": len(result.swaps),
-        },
-        "noisy_maps": maps,
-    }
