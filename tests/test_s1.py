@@ -92,7 +92,7 @@ def test_find_scenes_reports_incomplete_scenes(archive, tmp_path):
     vh = next(d.rglob("*_VH.tif"))
     vh.unlink()
     disc = find_scenes(d)
-    assert len(disc.scenes) == 2 and any("no VH file" in s for s in disc.skipped)
+    assert len(disc.scenes) == 2 and [b.problem[:9] for b in disc.bad] == ["no VH fil"]
     assert len(find_scenes(d, polarisations=["VV"]).scenes) == 3
     with pytest.raises(InvalidParameterError, match="no usable Sentinel-1 scene"):
         find_scenes(tmp_path / "s1" / vh.parent.name, polarisations=["VH"])

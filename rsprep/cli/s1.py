@@ -25,6 +25,14 @@ def s1(
         bool, typer.Option("--s1-linear", help="Scenes hold linear backscatter; convert to dB.")
     ] = False,
     pol: Annotated[str, typer.Option("--pol", help="Polarisations to pair, comma-separated.")] = "VV,VH",
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-s1",
+            help="Leave truncated or corrupt scenes (or scenes missing a polarisation) out of the pairing, "
+            "recorded per store, instead of failing the stores they could serve.",
+        ),
+    ] = False,
     workers: Workers = 0,
     force: Force = False,
 ) -> None:
@@ -34,10 +42,20 @@ def s1(
     from rsprep.stages.s1 import S1Options, s1_work
 
     pols = tuple(p.strip() for p in pol.split(",") if p.strip())
-    options = S1Options(max_days=max_days, same_season=same_season, linear=linear, polarisations=pols)
-    results, discovery = s1_work(work, s1_dir, options, workers=default_workers(workers), force=force)
+    options = S1Options(
+        max_days=max_days, same_season=same_season, linear=linear, polarisations=pols, skip_bad=skip_bad
+    )
+
+    def warn(r) -> None:
+        for w in r.warnings:
+            typer.echo(f"rsprep: warning: {r.store}: {w}", err=True)
+
+    results, discovery = s1_work(
+        work, s1_dir, options, workers=default_workers(workers), force=force, on_result=warn
+    )
     if not quiet():
-        typer.echo(f"{len(discovery.scenes)} S1 scene(s) in {s1_dir}")
+        bad = f" (and {len(discovery.bad)} bad file(s))" if discovery.bad else ""
+        typer.echo(f"{len(discovery.scenes)} S1 scene(s) in {s1_dir}{bad}")
     show_results(
         results,
         what="s1",
