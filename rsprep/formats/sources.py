@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsprep.core.bands import SPECTRAL_BANDS
-from rsprep.core.grid import parse_patch_id
+from rsprep.core.grid import parse_patch_id, parse_patch_ids
 from rsprep.core.values import GROUP_BANDS, GROUP_DTYPES, GROUPS, MAP_BAND, MAP_SUFFIX, map_key, resolution
 from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
 from rsprep.formats.geotiff import TiffReader, band_files, is_layout, scan
@@ -153,8 +153,6 @@ def _dataset_source(root: Path, work: Path) -> Source:
         )
     table = read_metadata(root, required=True)
     stores = {s.name: s for s in find_stores(work)}
-    from rsprep.core.grid import parse_patch_ids
-
     ids = table.column("patch_id").to_pylist()
     s1_names = table.column("s1_name").to_pylist()
     names = parse_patch_ids(table.column("patch_id"), str(root / ds.METADATA))
@@ -213,7 +211,11 @@ def _s1_rows(store: TileStore) -> dict[int, tuple[str, int]]:
 
 
 def _check_store(store: TileStore) -> None:
+    """Refuse a store that lacks a stage, or whose arrays are damaged (chunks against the manifest)."""
     store.require_stage("reference", "run `rsprep reference` on this work store")
+    store.zarr(REFERENCE_ARRAYS)
+    if store.stage("s1") is not None:
+        store.zarr(S1_ARRAYS)
     s2 = store.zarr(S2_ARRAYS)
     missing = [b for b in SPECTRAL_BANDS if b not in s2]
     if missing:

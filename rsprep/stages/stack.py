@@ -65,7 +65,8 @@ def stack_store(
         progress: called with the number of patches just stacked.
 
     Raises:
-        WorkStoreError: the patch stage is missing or did not keep all 12 bands.
+        WorkStoreError: the patch stage is missing or did not keep all 12 bands, or a chunk of
+            ``s2.zarr`` is missing or cannot be decoded (checked against the manifest's inventory).
         InvalidParameterError: unknown resampling method.
     """
     t0 = time.perf_counter()
