@@ -10,13 +10,18 @@ Reference_Maps/<patch_id minus _x_y>/<patch_id>/<patch_id>_reference_map.tif  ui
 
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
 uncompressed; reference maps: uint16, nodata 0, DEFLATE with horizontal differencing (predictor 2).
-Each patch folder is written under a temporary name and renamed, so it holds exactly its band files.
-The three layout folders are built in ``.rsprep-tiff.partial`` inside the output folder and moved into
-place when every patch is written; the metadata tables are copied beside them, as TorchGeo expects.
+Each patch folder is written under a temporary name and renamed, so it holds exactly its band files;
+every band file is checked after GDAL closes it (GDAL only logs a failed write: a full disk would leave
+a short file behind). The three layout folders are built in ``.rsprep-tiff.partial`` inside the output
+folder and switched into place with renames only, recorded first in a journal
+(``.rsprep-tiff.switch.json``) so that a run killed mid-switch is completed by the next run
+(:func:`finish_switch`); the metadata tables are copied beside them, as TorchGeo expects. The layout's
+lock (:mod:`rsprep.store.lock`) is that of ``<root>/rsprep-tiff`` (the file ``.rsprep-tiff.lock``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -27,7 +32,7 @@ import numpy as np
 
 from rsprep.core.grid import parse_patch_id, strip_parts
 from rsprep.core.values import GROUP_BANDS, GROUPS, MAP_BAND, MAP_SUFFIX, REFERENCE_MAP
-from rsprep.errors import ReaderError
+from rsprep.errors import ReaderError, WriteError
 from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
@@ -39,7 +44,7 @@ from rsprep.formats.resumable import (
     say_log,
 )
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import building, replace_path
+from rsprep.store.atomic import building, write_json_atomic
 
 if TYPE_CHECKING:  # sources.py reads this layout, so it is imported where it is used
     from rsprep.formats.sources import Item, Source, SourceSpec
@@ -96,7 +101,14 @@ def is_layout(root: Path) -> bool:
 # Writer
 # --------------------------------------------------------------------------------------------
 PARTIAL = ".rsprep-tiff.partial"
+#: The journal of the switch of the three layout folders, written before the first rename.
+SWITCH = ".rsprep-tiff.switch.json"
 DEFAULT_CHUNK = 256
+
+
+def lock_target(root: Path) -> Path:
+    """The output whose lock covers the layout in ``root`` (its three folders, partial build, journal)."""
+    return root / "rsprep-tiff"
 
 
 def profile(group: str, array, crs, transform) -> dict:
@@ -132,6 +144,31 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
                 tmp / rel.name, "w", **profile(group, arr, values["_crs"], values["_transform"][name])
             ) as dst:
                 dst.write(arr, 1)
+            check_written(tmp / rel.name, folder / rel.name)
+
+
+def check_written(path: Path, name: Path) -> None:
+    """Raise :class:`WriteError` unless ``path`` holds every strip its header declares.
+
+    GDAL reports a failed write (a full disk, a file-size limit) only in its log and leaves a short
+    file; the header (``tifffile``, no decoding) tells the strips' extent, which must fit in the file.
+    """
+    import tifffile
+
+    try:
+        size = path.stat().st_size
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)]
+        complete = bool(ends) and all(n > 0 for n in page.databytecounts) and max(ends) <= size
+    except (OSError, ValueError, tifffile.TiffFileError, IndexError):
+        complete = False
+    if not complete:
+        raise WriteError(
+            27,  # EFBIG / ENOSPC alike: the file is short
+            f"writing {name} failed (GDAL wrote a short or unreadable file: a full disk or a file-size "
+            "limit)",
+        )
 
 
 def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
@@ -158,6 +195,7 @@ def write_tiff(
         )
     tasks, _, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
     dest.mkdir(parents=True, exist_ok=True)
+    finish_switch(dest, say)
     build = PartialBuild(dest, record, dest / PARTIAL)
     build.start(
         exists=any((dest / d).exists() for d in LAYOUT_DIRS),
@@ -180,10 +218,7 @@ def write_tiff(
     what = f"GeoTIFFs under {build.path}"
     run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
     build.cleanup()
-    for d in LAYOUT_DIRS:
-        if (build.path / d).is_dir():
-            replace_path(build.path / d, dest / d)
-    shutil.rmtree(build.path)
+    switch(dest, build.path)
     copied = _copy_tables(source, dest)
     return ConvertResult(
         "tiff",
@@ -194,6 +229,58 @@ def write_tiff(
         time.perf_counter() - t0,
         {"tables_copied": copied},
     )
+
+
+def switch(root: Path, built: Path) -> None:
+    """Move the layout folders built in ``built`` into ``root`` with renames only.
+
+    The journal lists the folders to switch before the first rename; each old folder is renamed into
+    ``.rsprep-tiff.old-<pid>`` and the new one into place, then the journal and the rest are removed.
+    A run killed on the way leaves the journal, and :func:`finish_switch` completes it.
+    """
+    names = [d for d in LAYOUT_DIRS if (built / d).is_dir()]
+    write_json_atomic(root / SWITCH, {"from": built.name, "folders": names})
+    _fsync_dir(root)
+    finish_switch(root, say=lambda _msg: None)
+
+
+def finish_switch(root: Path, say=say_log) -> bool:
+    """Complete a switch of the layout folders that ``root``'s journal records (roll forward).
+
+    Call with the layout's lock held. Every folder still in the partial build goes into place (the old
+    one, if any, moved aside first); then the old folders, the partial build and the journal are
+    removed. Returns whether there was a journal.
+    """
+    try:
+        journal = json.loads((root / SWITCH).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        raise WriteError(
+            5, f"{root / SWITCH} is unreadable ({exc}); remove it and run the conversion again"
+        ) from exc
+    built, old = root / journal["from"], root / f".rsprep-tiff.old-{os.getpid()}"
+    for d in journal["folders"]:
+        if not (built / d).is_dir():
+            continue  # already switched
+        if os.path.lexists(root / d):
+            old.mkdir(exist_ok=True)
+            os.rename(root / d, old / d)
+        os.rename(built / d, root / d)
+    _fsync_dir(root)
+    for path in [old, built, *root.glob(".rsprep-tiff.old-*")]:
+        shutil.rmtree(path, ignore_errors=True)
+    (root / SWITCH).unlink()
+    say(f"finished the interrupted switch of the GeoTIFF layout in {root}")
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _copy_tables(source: Source, dest: Path) -> list[str]:
@@ -216,6 +303,11 @@ class TiffReader:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        if (self.root / SWITCH).exists():
+            raise ReaderError(
+                f"{self.root / SWITCH} records an unfinished switch of the GeoTIFF layout (a killed "
+                f"`rsprep convert tiff`); run that conversion again to finish it"
+            )
 
     def get(self, group: str, key: str) -> dict[str, np.ndarray]:
         """The band arrays of one S2 patch (``s2``), S1 patch (``s1``) or reference map (``map``)."""

@@ -5,12 +5,18 @@ the safetensors serialisation (``safetensors.numpy.save``) of ``{band: array}`` 
 ``B01 … B12, B8A`` uint16, S1 ``VV``, ``VH`` float32, maps ``Data`` uint16. Values are written in
 sorted key order, group by group (S1, S2, maps), one transaction per task; the map size grows with
 the data written (it is never a fixed huge reservation) and ends at what the data needs.
+
+The environment is built in the partial build and its finished form is a compacting copy
+(``mdb_env_copy2(MDB_CP_COMPACT)``): pages renumbered in tree order, free pages and whatever an
+interrupted transaction left in the file dropped, so a resumed build is byte-identical to an
+uninterrupted one (docs/convert.md#determinism). Every LMDB error names the file.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +36,7 @@ from rsprep.formats.resumable import (
     say_log,
 )
 from rsprep.formats.sources import Item, Source, SourceSpec, read_items
-from rsprep.store.atomic import replace_path
+from rsprep.store.atomic import replace_path, temp_sibling
 
 MIB = 1 << 20
 #: Values per task (one read in a worker, one write transaction): small for per-file GeoTIFF reads,
@@ -82,12 +88,10 @@ def write_lmdb(
     )
     try:
         run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=str(build.path))
-        stats = _sync_stats(env, psize)
+        stats = _compact_into(env, psize, dest)
     finally:
         env.close()
-    build.cleanup()
-    (build.path / "lock.mdb").unlink(missing_ok=True)
-    replace_path(build.path, dest)
+    shutil.rmtree(build.path)
     return ConvertResult(
         "lmdb",
         str(dest),
@@ -115,8 +119,8 @@ def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, va
     """Write one unit's sorted values in one transaction (appending past the last key) and log it."""
     import lmdb
 
-    _ensure_room(env, _pages_needed(values, psize) * psize)
     try:
+        _ensure_room(env, _pages_needed(values, psize) * psize)
         with env.begin(write=True) as txn:
             for k, v in values:
                 append = state["last"] is None or k > state["last"]
@@ -131,15 +135,36 @@ def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, va
     build.log(unit)
 
 
-def _sync_stats(env, psize: int) -> dict[str, int]:
-    """Flush the environment to disk; return its map size, entry count and bytes used."""
-    env.sync(True)
-    info, stat = env.info(), env.stat()
-    return {
-        "map_size": info["map_size"],
-        "entries": stat["entries"],
-        "used_bytes": (info["last_pgno"] + 1) * psize,
-    }
+def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
+    """Write the finished environment's compacting copy to ``dest`` (through a temporary sibling).
+
+    The copy's map size (stored in its meta pages) is the built environment's used size rounded up to
+    1 MiB, a function of the data alone. Returns the copy's map size, entry count and bytes used.
+    """
+    import lmdb
+
+    tmp = temp_sibling(dest)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        info, stat = env.info(), env.stat()
+        map_size = math.ceil((info["last_pgno"] + 1) * psize / MIB) * MIB
+        env.set_mapsize(map_size)
+        tmp.mkdir()
+        env.copy(str(tmp), compact=True)
+        fd = os.open(tmp / "data.mdb", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            used = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        replace_path(tmp, dest)
+    except (lmdb.Error, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConvertError(
+            f"writing {tmp / 'data.mdb'} (the finished copy of {dest}) failed ({exc}); the build is "
+            "kept: free disk space and run the same command again to finish it"
+        ) from exc
+    return {"map_size": env.info()["map_size"], "entries": stat["entries"], "used_bytes": used}
 
 
 def _ensure_room(env, extra: int) -> None:

@@ -34,8 +34,9 @@ from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
 from rsprep.core.kernels import to_side
 from rsprep.core.nomenclature import BEN19
 from rsprep.core.values import GROUP_BANDS, MAP_BAND, REFERENCE_MAP, map_key, native_pixels
-from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
+from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError, WriteError
 from rsprep.formats.resumable import (
+    ConvertError,
     ConvertOptions,
     ConvertResult,
     Counter,
@@ -248,16 +249,29 @@ def _write_coordinates(root, ids: list[str], rows: int, classes, stack: bool) ->
 
 
 def write_shard(payload) -> int:
-    """Read one shard's patches and write every image array's shard (runs in a worker)."""
+    """Read one shard's patches and write every image array's shard (runs in a worker).
+
+    Raises:
+        WriteError: a write failed (a full disk), naming the array and the rows of the shard.
+    """
     import zarr
 
     spec, path, a, b, s2_items, s1_items, map_items, stack, method = payload
     root = zarr.open_group(path, mode="r+")
+
+    def put(name: str, block: np.ndarray) -> None:
+        try:
+            root[name][a:b] = block
+        except OSError as exc:
+            raise WriteError(
+                exc.errno, f"writing {Path(path) / name} rows {a}-{b - 1} failed ({exc.strerror or exc})"
+            ) from exc
+
     s2 = read_items(spec, "s2", s2_items)
     blocks = {}
     for band in SPECTRAL_BANDS:
         blocks[band] = np.stack([d[band] for d in s2])
-        root[f"s2/{band}"][a:b] = blocks[band]
+        put(f"s2/{band}", blocks[band])
     paired = [i for i, it in enumerate(s1_items) if it is not None]
     s1 = read_items(spec, "s1", [s1_items[i] for i in paired])
     side = root["reference_map"].shape[1]
@@ -265,14 +279,14 @@ def write_shard(payload) -> int:
         block = np.full((b - a, side, side), np.nan, dtype=np.float32)
         for i, d in zip(paired, s1, strict=True):
             block[i] = d[band]
-        root[f"s1/{band}"][a:b] = block
+        put(f"s1/{band}", block)
     maps = read_items(spec, "map", map_items)
-    root["reference_map"][a:b] = np.stack([d[MAP_BAND] for d in maps])
+    put("reference_map", np.stack([d[MAP_BAND] for d in maps]))
     if stack:
         out = np.empty((b - a, len(SPECTRAL_BANDS), side, side), dtype=np.uint16)
         for j, band in enumerate(SPECTRAL_BANDS):
             out[:, j] = to_side(blocks[band], side, method, 0)
-        root["s2_stacked"][a:b] = out
+        put("s2_stacked", out)
     return b - a
 
 
@@ -291,7 +305,7 @@ def write_zarr(
         exists=(dest / "zarr.json").exists(),
         overwrite=options.overwrite,
         say=say,
-        prepare=lambda path: _create(path, source, n, options, shard, classes),
+        prepare=lambda path: _checked(path, _create, path, source, n, options, shard, classes),
     )
     counter = Counter(n, progress, sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
 
@@ -302,7 +316,7 @@ def write_zarr(
     payloads = _payloads(source, build, tasks, s2_items, s1_items, map_items, options)
     run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
     build.cleanup()
-    consolidate(build.path)
+    _checked(build.path, consolidate, build.path)
     replace_path(build.path, dest)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     return ConvertResult(
@@ -314,6 +328,16 @@ def write_zarr(
         time.perf_counter() - t0,
         {"files": files, "shard_patches": shard, "stack": options.stack},
     )
+
+
+def _checked(path: Path, fn, *args) -> None:
+    """Call ``fn(*args)``, turning an ``OSError`` (a full disk) into an error that names ``path``."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise ConvertError(
+            f"writing {path} failed ({exc}); free disk space and run the same command again"
+        ) from exc
 
 
 def _checked_rows(

@@ -1,0 +1,202 @@
+"""Faults of `rsprep convert` (issue 14): concurrent runs, full disks, kills mid-switch and mid-write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from rsprep.errors import ReaderError
+from rsprep.formats import geotiff
+from rsprep.formats.readers import TiffReader
+from rsprep.formats.resumable import PROGRESS
+from rsprep.store import dataset as ds
+
+RSPREP = str(Path(sys.executable).with_name("rsprep"))
+
+
+@pytest.fixture
+def ds_copy(dataset, tmp_path) -> Path:
+    out = tmp_path / "ds"
+    shutil.copytree(dataset, out)
+    return out
+
+
+def run(*args: str, limit: int | None = None, wait: bool = True):
+    """``rsprep -q ARGS`` in a subprocess (under a file-size limit: a full disk)."""
+
+    def fsize() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [RSPREP, "-q", *args]
+    kw = {"preexec_fn": fsize if limit else None, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = subprocess.Popen(cmd, text=True, **kw)
+    if not wait:
+        return proc
+    _out, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build_json(ds_dir: Path) -> str:
+    return hashlib.sha256((ds_dir / ds.BUILD).read_bytes()).hexdigest()
+
+
+def entries(path: Path) -> int:
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        return env.stat()["entries"]
+    finally:
+        env.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Two runs at once
+# --------------------------------------------------------------------------------------------
+def test_two_concurrent_lmdb_conversions_never_lose_the_output(ds_copy):
+    dest = ds_copy / "lmdb"
+    args = ("convert", "lmdb", str(ds_copy), "--overwrite", "--workers", "1", "--chunk", "2")
+    for _trial in range(3):  # started together, they reach the lock within the other's conversion
+        a, b = run(*args, wait=False), run(*args, wait=False)
+        (_, err_a), (_, err_b) = a.communicate(timeout=120), b.communicate(timeout=120)
+        codes = sorted((a.returncode, b.returncode))
+        refused = err_a if a.returncode else err_b
+        loser = a if a.returncode else b
+        winner = b if a.returncode else a
+        assert codes == [0, 1], (err_a, err_b)
+        assert "the LMDB output" in refused and f"in use by process {winner.pid}" in refused, refused
+        assert loser.pid != winner.pid
+        assert entries(dest) == 93
+        assert not list(ds_copy.glob(".lmdb.*")), list(ds_copy.glob(".lmdb.*"))
+
+
+# --------------------------------------------------------------------------------------------
+# Full disks: one error naming the file, nothing recorded, the previous output untouched
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fmt", "limit", "named"), [("zarr", 40_000, "zarr/.dataset.zarr.partial/s2/B02 rows 0-30 failed")]
+)
+def test_a_full_disk_fails_the_conversion_and_keeps_the_previous_output(ds_copy, fmt, limit, named):
+    assert run("convert", fmt, str(ds_copy), "--workers", "1")[0] == 0
+    output = {"tiff": ds_copy, "zarr": ds_copy / "zarr" / "dataset.zarr"}[fmt]
+    before, recorded = tree_hash(output), build_json(ds_copy)
+    code, err = run("convert", fmt, str(ds_copy), "--workers", "1", "--overwrite", limit=limit)
+    assert code == 1 and named in err and str(ds_copy) in err, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    partial = {"tiff": ds_copy / geotiff.PARTIAL, "zarr": ds_copy / "zarr" / ".dataset.zarr.partial"}[fmt]
+    assert build_json(ds_copy) == recorded
+    after = {k: v for k, v in tree_hash(output).items() if not k.startswith(".rsprep-tiff")}
+    assert after == before
+    assert not (partial / PROGRESS).exists() or (partial / PROGRESS).read_text().split() == []
+
+
+def _kill_after(args: tuple[str, ...], log: Path, units: int) -> None:
+    """Run ``rsprep ARGS`` and ``kill -9`` it once ``log`` lists ``units`` finished units."""
+    proc = run(*args, wait=False)
+    while proc.poll() is None and (not log.exists() or len(log.read_text().split()) < units):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and len(log.read_text().split()) >= units
+
+
+def test_lmdb_full_disk_and_kill_then_resume_give_the_same_bytes(ds_copy):
+    """A full disk, then kill -9 mid-write: each time the resumed data.mdb is byte-identical."""
+    dest, log = ds_copy / "lmdb", ds_copy / ".lmdb.partial" / PROGRESS
+    args = ("convert", "lmdb", str(ds_copy), "--workers", "1", "--chunk", "4")
+    assert run(*args)[0] == 0
+    clean, recorded = (dest / "data.mdb").read_bytes(), build_json(ds_copy)
+    code, err = run(*args, "--overwrite", limit=3_000_000)
+    assert code == 1 and f"writing {ds_copy / '.lmdb.partial' / 'data.mdb'} failed" in err, err
+    assert "unit(s) are kept" in err and "Traceback" not in err
+    assert build_json(ds_copy) == recorded and (dest / "data.mdb").read_bytes() == clean
+    assert log.read_text().split()  # finished units are kept for the resume
+    assert run(*args, "--overwrite")[0] == 0
+    assert (dest / "data.mdb").read_bytes() == clean
+    stage = json.loads((ds_copy / ds.BUILD).read_text())["stages"]["convert_lmdb"]
+    assert stage["resumed_tasks"] > 0
+    _kill_after((*args, "--overwrite"), log, 5)
+    assert (dest / "data.mdb").read_bytes() == clean  # the kill left the output alone
+    assert run(*args, "--overwrite")[0] == 0
+    assert (dest / "data.mdb").read_bytes() == clean
+    assert not list(ds_copy.glob(".lmdb.*"))
+
+
+# --------------------------------------------------------------------------------------------
+# The GeoTIFF switch: renames only, a journal, rolled forward by the next run
+# --------------------------------------------------------------------------------------------
+def _layout(root: Path, tag: str) -> None:
+    for d in geotiff.LAYOUT_DIRS:
+        (root / d / "scene").mkdir(parents=True)
+        (root / d / "scene" / "file").write_text(f"{tag} {d}")
+
+
+def test_an_interrupted_switch_is_rolled_forward(tmp_path):
+    root = tmp_path / "root"
+    _layout(root, "old")
+    built = root / geotiff.PARTIAL
+    _layout(built, "new")
+    # the state a kill leaves after the S2 folder was switched: journal, S2 new, S1 + maps old
+    (root / geotiff.SWITCH).write_text(
+        json.dumps({"from": geotiff.PARTIAL, "folders": list(geotiff.LAYOUT_DIRS)})
+    )
+    dead = root / ".rsprep-tiff.old-999999"
+    dead.mkdir()
+    os.rename(root / geotiff.S2_DIR, dead / geotiff.S2_DIR)
+    os.rename(built / geotiff.S2_DIR, root / geotiff.S2_DIR)
+    with pytest.raises(ReaderError, match=r"\.rsprep-tiff\.switch\.json records an unfinished switch"):
+        TiffReader(root)
+    said = []
+    assert geotiff.finish_switch(root, say=said.append)
+    assert said == [f"finished the interrupted switch of the GeoTIFF layout in {root}"]
+    for d in geotiff.LAYOUT_DIRS:
+        assert (root / d / "scene" / "file").read_text() == f"new {d}"
+    assert sorted(p.name for p in root.iterdir()) == sorted(geotiff.LAYOUT_DIRS)
+    assert not geotiff.finish_switch(root)  # nothing left to do
+    TiffReader(root)
+
+
+def test_tiff_full_disk_and_a_kill_mid_switch(ds_copy):
+    """Full disk: exit 1 naming the file, the layout untouched. kill -9 while switching: the next
+    run finishes the switch and leaves one complete layout, no temporaries."""
+    args = ("convert", "tiff", str(ds_copy), "--workers", "1")
+    assert run(*args)[0] == 0
+    layout = ds_copy / geotiff.S2_DIR
+    before, recorded = tree_hash(ds_copy), build_json(ds_copy)
+    code, err = run(*args, "--overwrite", limit=40_000)
+    assert code == 1 and "_VV.tif failed (GDAL wrote a short" in err and str(ds_copy) in err, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    assert build_json(ds_copy) == recorded
+    assert {k: v for k, v in tree_hash(ds_copy).items() if not k.startswith(".rsprep-tiff")} == before
+    assert not (ds_copy / geotiff.PARTIAL / PROGRESS).exists()  # no task finished: none recorded
+    proc = run(*args, "--overwrite", wait=False)
+    while proc.poll() is None and not (ds_copy / geotiff.SWITCH).exists():
+        time.sleep(0.0005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and (ds_copy / geotiff.SWITCH).exists()  # killed mid-switch
+    code, err = run(*args, "--overwrite")
+    assert code == 0, err
+    assert not [p.name for p in ds_copy.iterdir() if p.name.startswith(".rsprep-tiff.")]
+    assert tree_hash(layout) == {
+        k.split("/", 1)[1]: v for k, v in before.items() if k.startswith(geotiff.S2_DIR)
+    }
+    assert len(list((ds_copy / geotiff.MAPS_DIR).glob("*/*"))) == 31
