@@ -26,6 +26,13 @@ def patch(
         str | None,
         typer.Option("--sen2cor", help="L2A_Process to run on L1C input (default: $RSPREP_SEN2COR or PATH)."),
     ] = None,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Do not check the input files against manifest.safe (size, MD5/SHA3) and zip CRCs.",
+        ),
+    ] = False,
     force: Force = False,
     workers: Workers = 0,
 ) -> None:
@@ -37,7 +44,9 @@ def patch(
     from rsprep.core.bands import SPECTRAL_BANDS
     from rsprep.stages.patch import PatchOptions, patch_products
 
-    opts = PatchOptions(patch_size=patch_size, bands=bands or SPECTRAL_BANDS, harmonize=harmonize)
+    opts = PatchOptions(
+        patch_size=patch_size, bands=bands or SPECTRAL_BANDS, harmonize=harmonize, verify=not no_verify
+    )
     with tqdm(total=len(products), desc="patch", unit="product", disable=quiet(), leave=False) as bar:
         results = patch_products(
             products,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 from xml.etree import ElementTree
 
 from rsprep.errors import InvalidProductError
@@ -88,6 +89,28 @@ class SafeArchive:
         if self._zip is not None:
             return self._join(root, rel) in self._names
         return (self.path / self._join(root, rel)).is_file()
+
+    def shown(self, root: str, rel: str) -> str:
+        """How a file of this product is named in messages (``zip!member`` inside zips)."""
+        full = self._join(root, rel)
+        return f"{self.path}/{full}" if self._zip is None else f"{self.path}!{full}"
+
+    def size(self, root: str, rel: str) -> int | None:
+        """The size in bytes of a file (uncompressed, for a zip member), or None when it is missing."""
+        full = self._join(root, rel)
+        if self._zip is not None:
+            return self._zip.getinfo(full).file_size if full in self._names else None
+        try:
+            return (self.path / full).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_binary(self, root: str, rel: str) -> BinaryIO:
+        """A binary reader of a file; a zip member's CRC is checked when it is read to its end."""
+        full = self._join(root, rel)
+        if self._zip is not None:
+            return self._zip.open(full)
+        return open(self.path / full, "rb")  # the caller closes it
 
     def read_xml(self, root: str, rel: str) -> ElementTree.Element:
         full = self._join(root, rel)

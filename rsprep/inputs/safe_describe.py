@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from rsprep.core.bands import SPECTRAL_BANDS
 from rsprep.inputs.safe import S2Product
+from rsprep.inputs.safe_manifest import Checked
 from rsprep.inputs.safe_xml import iso
 
 
-def format_product(product: S2Product) -> str:
-    """A readable multi-line summary of ``product``."""
+def format_product(product: S2Product, integrity: Checked | None = None) -> str:
+    """A readable multi-line summary of ``product``, with the outcome of checking its files against
+    ``manifest.safe`` when ``integrity`` is given (``rsprep.inputs.safe_manifest.verify_files``)."""
     p = product
     lines = [
         f"Product        {p.product_uri}",
@@ -42,9 +44,10 @@ def format_product(product: S2Product) -> str:
         + f"cloud shadow {_pct(p.cloud_shadow_percent)}  nodata {_pct(p.nodata_percent)}"
     )
     lines.append("Band files")
+    corrupt = {x.split(": ", 1)[0] for x in integrity.problems} if integrity is not None else set()
     for b in p.bands:
         if b.ok:
-            state = "ok"
+            state = "CORRUPT" if b.path in corrupt else "ok"
         elif not b.listed:
             state = "NOT LISTED"
         elif not b.exists:
@@ -58,6 +61,11 @@ def format_product(product: S2Product) -> str:
         size = f"{b.declared_shape[1]} × {b.declared_shape[0]}" if b.declared_shape else "?"
         lines.append(f"  {b.band:<4} {b.resolution:>2} m  {size:>13}  {state:<12} {b.path}")
     problems = p.problems
+    if integrity is not None:
+        bad = len(integrity.problems)
+        verdict = f"{bad} problem(s)" if bad else "ok"
+        lines.append(f"Integrity      {verdict}: {integrity.files} file(s) checked against manifest.safe")
+        problems = [*problems, *integrity.problems]
     if problems:
         lines.append(f"Problems       {len(problems)}")
         lines.extend(f"  - {x}" for x in problems)

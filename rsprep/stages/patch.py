@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
 from rsprep.inputs.safe import read_l2a_product, read_product
 from rsprep.inputs.safe_bands import read_band
+from rsprep.inputs.safe_manifest import Verification, product_inputs
 from rsprep.stages.runner import DONE, FAILED, SKIPPED, StageResult, check_workers, execute
 from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
 from rsprep.store.workstore import (
@@ -64,6 +66,7 @@ class PatchOptions:
     patch_size: int = DEFAULT_PATCH_SIZE_M
     bands: tuple[str, ...] = SPECTRAL_BANDS
     harmonize: str = "none"
+    verify: bool = True  # check inputs against manifest.safe (not a parameter of the result)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -121,8 +124,9 @@ def patch_product(
             patches, valid = stored
             return _result(product, SKIPPED, dest, patches, valid, t0, [UNCHANGED])
 
+    check = Verification(pr, product_inputs(pr, [f.path for f in files])) if opts.verify else nullcontext()
     out.mkdir(parents=True, exist_ok=True)
-    with building(dest) as tmp:
+    with building(dest) as tmp, check:
         valid = _write_store(tmp, pr, files, grid, opts, fp, notes, say)
     return _result(product, DONE, dest, grid.count, valid, t0, notes)
 
