@@ -240,3 +240,25 @@ def test_concurrent_build_records_lose_nothing(tmp_path):
 
     stages = json.loads((tmp_path / "build.json").read_text())["stages"]
     assert {f"{n}{i}" for n in "ab" for i in range(40)} <= set(stages)
+
+
+@pytest.mark.parametrize("command", ["split", "noise", "metadata"])
+def test_a_held_dataset_refuses_dataset_stages(dataset, reference_work, tmp_path, command):
+    root = tmp_path / "dataset"
+    subprocess.run(["cp", "-a", str(dataset), str(root)], check=True)
+    before = _tree_hash(root)
+    args = {
+        "split": ["split", str(root), "--method", "tile-border"],
+        "noise": ["noise", str(root), "--mode", "uniform", "--rate", "0.2", "--overwrite"],
+        "metadata": ["metadata", "--work", str(reference_work), "--out", str(root), "--overwrite"],
+    }[command]
+    proc = _holder(root)
+    try:
+        run = subprocess.run([RSPREP, *args], capture_output=True, text=True, timeout=300)
+    finally:
+        proc.kill()
+        proc.wait()
+    text = run.stdout + run.stderr
+    assert run.returncode == 1, text
+    assert f"process {proc.pid}" in text and str(root) in text and "Traceback" not in text
+    assert _tree_hash(root) == before

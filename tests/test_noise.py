@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -206,7 +208,8 @@ def test_default_name_from_mode_rates_and_seed():
     )
 
 
-def test_swap_labels_equal_the_classes_of_the_noisy_maps(dataset):
+def test_swap_labels_equal_the_classes_of_the_noisy_maps(dataset, tmp_path):
+    dataset = Path(shutil.copytree(dataset, tmp_path / "ds"))  # the session fixture stays as built
     report = make_noise(
         dataset, NoiseOptions(mode="swap", rate=1.0, splits=("train", "validation", "test")), overwrite=True
     )

@@ -25,7 +25,8 @@ from rsprep.core.crs import LONLAT, transform_by_epsg
 from rsprep.core.splits import SplitOptions, code_names, split_table
 from rsprep.errors import InvalidParameterError, OutputExistsError, RsprepError, WriteError
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import digest, fingerprint_files
+from rsprep.store.atomic import LOCK_WAIT, digest, fingerprint_files
+from rsprep.store.lock import locked
 from rsprep.store.workstore import LABELS_TABLE, PATCH_TABLE, S1_TABLE, TileStore, WorkStoreError, find_stores
 
 STAGE = "metadata"
@@ -233,16 +234,18 @@ def build_metadata(
 ) -> MetadataResult:
     """Merge ``work`` into the dataset folder ``out`` (see the module docstring).
 
-    A failure leaves no new folder behind: when this run created ``out``, it is removed again.
+    A failure leaves no new folder behind: when this run created ``out``, it is removed again. The
+    run holds the dataset folder's lock (docs/architecture.md#locks).
     """
     out = Path(out)
-    created = not out.exists()
-    try:
-        return _build(work, out, options, overwrite)
-    except BaseException:
-        if created and out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    with locked(out, "dataset folder", wait=LOCK_WAIT):
+        created = not out.exists()
+        try:
+            return _build(work, out, options, overwrite)
+        except BaseException:
+            if created and out.is_dir():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def _build(work: Path, out: Path, options: MetadataOptions | None, overwrite: bool) -> MetadataResult:

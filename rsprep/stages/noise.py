@@ -47,6 +47,8 @@ from rsprep.core.nomenclature import Nomenclature
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.stages import noise_write as nw
 from rsprep.store import dataset as ds
+from rsprep.store.atomic import LOCK_WAIT
+from rsprep.store.lock import locked
 from rsprep.store.workstore import REFERENCE_ARRAYS, REFERENCE_MAP, find_stores
 
 
@@ -79,9 +81,25 @@ def make_noise(
     """Write one noise variant of the labels of ``target``, all or nothing; returns the JSON report
     (also written). The report holds no wall-clock time: the same input and seed give the same bytes."""
     options.validate()
-    table, source, noise_dir = _input(target)
+    target = Path(target)
+    with locked(target, "noise input", wait=LOCK_WAIT):  # no split rewrites the labels meanwhile
+        table, source, noise_dir = _input(target)
+        folder = Path(out_dir) if out_dir else noise_dir
+        with locked(folder, "noise folder", wait=LOCK_WAIT):  # sweeps dead runs' temporaries
+            return _make(table, source, target, folder, options, name, overwrite)
+
+
+def _make(
+    table: pa.Table,
+    source: Path,
+    target: Path,
+    folder: Path,
+    options: NoiseOptions,
+    name: str | None,
+    overwrite: bool,
+) -> dict[str, Any]:
     name = name or options.default_name()
-    paths = _output_paths(Path(out_dir) if out_dir else noise_dir, name, overwrite)
+    paths = _output_paths(folder, name, overwrite)
     labels = _prepare(table, source, options)
     with nw.staging(paths["labels"].parent, name) as tmp:
         temp = {k: tmp / p.name for k, p in paths.items()}

@@ -17,13 +17,25 @@ import pyarrow as pa
 from rsprep.core.splits import SplitOptions, SplitOutcome, apply_split, split_table
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.store import dataset as ds
+from rsprep.store.atomic import LOCK_WAIT
+from rsprep.store.lock import locked
 
 
 def split_target(
     target: Path, options: SplitOptions, *, out: Path | None = None, overwrite: bool = False
 ) -> tuple[SplitOutcome, list[Path], Path]:
-    """Split a dataset folder or one parquet file; returns (outcome, files written, report path)."""
+    """Split a dataset folder or one parquet file; returns (outcome, files written, report path).
+
+    Holds the lock of the dataset folder (or of the parquet file written) while it works.
+    """
     target = Path(target)
+    with locked(target if target.is_dir() else (out or target), "split target", wait=LOCK_WAIT):
+        return _split(target, options, out, overwrite)
+
+
+def _split(
+    target: Path, options: SplitOptions, out: Path | None, overwrite: bool
+) -> tuple[SplitOutcome, list[Path], Path]:
     if target.is_dir():
         if out is not None:
             raise InvalidParameterError(
