@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -151,12 +152,7 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
         env.set_mapsize(map_size)
         tmp.mkdir()
         env.copy(str(tmp), compact=True)
-        fd = os.open(tmp / "data.mdb", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            used = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
+        used = zero_gaps(tmp / "data.mdb", psize)
         replace_path(tmp, dest)
     except (lmdb.Error, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,6 +161,54 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
             "kept: free disk space and run the same command again to finish it"
         ) from exc
     return {"map_size": env.info()["map_size"], "entries": stat["entries"], "used_bytes": used}
+
+
+_P_BRANCH, _P_LEAF, _P_OVERFLOW, _P_LEAF2, _F_BIGDATA = 0x01, 0x02, 0x04, 0x20, 0x01
+_HEADER = 16  # PAGEHDRSZ (64-bit): pgno, pad, flags, lower, upper
+_NODE = 8  # NODESIZE: lo, hi, flags, ksize
+
+
+def zero_gaps(path: Path, psize: int) -> int:
+    """Zero the bytes of branch and leaf pages that LMDB never writes: free space and node padding.
+
+    Pages are written from reused buffers, and LMDB pads a node of odd length to an even one without
+    writing the pad byte, and copies a page's used parts word-aligned, so bytes of earlier pages of
+    the building process reach the file; zeroed, the file depends on its data alone. Overflow and
+    meta pages are left as they are. Returns the file size (the file is flushed to disk).
+    """
+    import mmap
+
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        with mmap.mmap(f.fileno(), size) as m:
+            pgno, pages = 0, size // psize
+            while pgno < pages:
+                base = pgno * psize
+                flags, lower, upper = struct.unpack_from("<HHH", m, base + 10)
+                if flags & _P_OVERFLOW:
+                    pgno += max(1, struct.unpack_from("<I", m, base + 12)[0])
+                    continue
+                if (
+                    flags & (_P_BRANCH | _P_LEAF)
+                    and not flags & _P_LEAF2
+                    and _HEADER <= lower <= upper <= psize
+                ):
+                    m[base + lower : base + upper] = bytes(upper - lower)
+                    _zero_node_pads(m, base, lower, bool(flags & _P_LEAF))
+                pgno += 1
+            m.flush()
+        os.fsync(f.fileno())
+    return size
+
+
+def _zero_node_pads(m, base: int, lower: int, leaf: bool) -> None:
+    for i in range((lower - _HEADER) // 2):
+        node = base + struct.unpack_from("<H", m, base + _HEADER + 2 * i)[0]
+        lo, hi, nflags, ksize = struct.unpack_from("<HHHH", m, node)
+        data = (8 if nflags & _F_BIGDATA else lo | hi << 16) if leaf else 0
+        end = node + _NODE + ksize + data
+        if (end - node) % 2:
+            m[end] = 0
 
 
 def _ensure_room(env, extra: int) -> None:
