@@ -39,7 +39,10 @@ from rsprep.inputs.safe_bands import read_band
 from rsprep.inputs.safe_manifest import Verification, product_inputs
 from rsprep.stages.runner import DONE, FAILED, SKIPPED, StageResult, check_workers, execute
 from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
+from rsprep.store.chunks import group_inventory
+from rsprep.store.lock import sweep_temporaries
 from rsprep.store.workstore import (
+    INVENTORY,
     MANIFEST,
     PATCH_TABLE,
     S2_ARRAYS,
@@ -184,6 +187,7 @@ def _write_store(tmp: Path, pr, files, grid: TileGrid, opts: PatchOptions, fp, n
                 notes=notes,
             )
         },
+        INVENTORY: {S2_ARRAYS: group_inventory(tmp / S2_ARRAYS)},  # later readers check the chunks
     }
     write_json_atomic(tmp / MANIFEST, manifest)
     return counts["valid"]
@@ -375,6 +379,7 @@ def patch_products(
             first_of[prefix] = str(p)
         tasks.append((STAGE, str(p), _patch_one, (str(p), str(out), opts, force, sen2cor)))
         slots.append(i)
+    sweep_temporaries(Path(out))  # half stores of dead runs (their own stores' builds sweep too)
     for i, r in zip(slots, execute(tasks, workers=workers, on_result=on_result), strict=True):
         results[i] = r
     return [r for r in results if r is not None]

@@ -112,7 +112,7 @@ def building(dest: Path, *, folder: bool = True) -> Iterator[Path]:
             yield tmp
             replace_path(tmp, dest)
         except OSError as exc:
-            raise _write_error(dest, exc) from exc
+            raise write_error(dest, exc) from exc
         finally:
             _remove(tmp)
 
@@ -131,12 +131,12 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise _write_error(path, exc) from exc
+        raise write_error(path, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _write_error(dest: Path, exc: OSError) -> OSError:
+def write_error(dest: Path, exc: OSError) -> OSError:
     """``exc`` with the output it was writing named (an error that already names a file is kept)."""
     from rsprep.errors import RsprepError, WriteError
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from rsprep import __version__
 from rsprep.errors import InputNotFoundError, RsprepError
-from rsprep.store.atomic import temp_sibling, write_json_atomic, write_text_atomic
+from rsprep.store.atomic import temp_sibling, write_error, write_json_atomic, write_text_atomic
 from rsprep.store.lock import locked
 
 METADATA = "metadata.parquet"
@@ -65,9 +65,12 @@ def write_tables(files: dict[Path, tuple[pa.Table, bool]]) -> list[Path]:
                 table = conform_metadata(table, dest)
             tmp = temp_sibling(dest)
             temps.append((tmp, dest))
-            pq.write_table(
-                table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, store_schema=not official
-            )
+            try:
+                pq.write_table(
+                    table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, store_schema=not official
+                )
+            except OSError as exc:  # a full disk: name the table, the previous file is untouched
+                raise write_error(dest, exc) from exc
         for tmp, dest in temps:
             os.replace(tmp, dest)
     finally:

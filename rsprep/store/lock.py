@@ -35,7 +35,7 @@ from pathlib import Path
 from rsprep.errors import RsprepError
 
 #: Temporaries that rsprep writers leave while they work: ``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>``.
-TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$")
+TEMPORARY = re.compile(r"^\.(.+)\.(?:tmp|old)-(\d+)$")
 
 
 class LockedError(RsprepError, BlockingIOError):
@@ -218,25 +218,39 @@ def process_start(pid: int) -> str | None:
 def sweep_temporaries(output: Path) -> list[Path]:
     """Remove temporaries of dead runs beside ``output`` and, for a folder, inside it (one level).
 
-    Only names of the form ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` whose process is gone are
-    removed (the caller holds ``output``'s lock and has stopped the dead holder's workers; a live
-    process's temporary, e.g. another output's ``build.json`` update, is left alone). Resumable
-    ``.partial`` builds are kept.
+    Only names of the form ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` are removed, and only when
+    their process is gone from this host (a live process's temporary, e.g. another output's
+    ``build.json`` update, is left alone). Inside a folder, a temporary of ``<name>`` is also kept
+    while ``<name>``'s lock is held, which protects builds by other hosts of a shared file system
+    (array jobs). Resumable ``.partial`` builds are kept. The caller holds ``output``'s lock.
     """
     output = Path(output)
-    candidates = [p for p in _listdir(output.parent) if p.name.startswith(f".{output.name}.")]
-    if output.is_dir():
-        candidates += _listdir(output)
+    beside = [p for p in _listdir(output.parent) if p.name.startswith(f".{output.name}.")]
+    inside = _listdir(output) if output.is_dir() else []
     removed = []
-    for p in candidates:
+    for p in beside + inside:
         m = TEMPORARY.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and process_start(int(m.group(1))) is None:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
+        if not m or int(m.group(2)) == os.getpid() or process_start(int(m.group(2))) is not None:
+            continue
+        if p.parent != output.parent and not _free(p.parent / m.group(1)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
     return removed
+
+
+def _free(output: Path) -> bool:
+    """Whether nobody (on any host sharing the file system) holds ``output``'s lock right now."""
+    if output in _held:
+        return True
+    try:
+        with locked(output, "output", sweep=False):
+            return True
+    except LockedError:
+        return False
 
 
 def _listdir(folder: Path) -> list[Path]:

@@ -148,6 +148,7 @@ class TileStore:
 
     def table(self, filename: str):
         """Read a parquet table of this store."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         p = self.path / filename
@@ -155,7 +156,13 @@ class TileStore:
             raise WorkStoreError(
                 f"{p} is missing; the work store is incomplete, re-run its stage with --force"
             )
-        return pq.read_table(p)
+        try:
+            return pq.read_table(p)
+        except (pa.ArrowException, OSError) as exc:
+            raise WorkStoreError(
+                f"{p} of store {self.name} is not a readable parquet file ({exc}); "
+                "re-run the stage that wrote it with --force"
+            ) from exc
 
     def zarr(self, name: str) -> CheckedGroup:
         """Open one of this store's Zarr groups read-only, once its chunks are checked (:meth:`check_chunks`).
