@@ -304,6 +304,27 @@ def test_failing_sen2cor_reports_its_output(l1c_pair, tmp_path):
     assert not list((tmp_path / "w" / ".sen2cor").rglob("*.SAFE"))
 
 
+def test_corrupt_l1c_is_refused_before_sen2cor_runs(l1c_pair, tmp_path, monkeypatch):
+    """The downloaded L1C is verified against its manifest.safe; sen2cor never sees a corrupt input."""
+    from rsprep.inputs.safe_manifest import IntegrityError
+
+    bindir = _stand_in(tmp_path)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_L2A", str(l1c_pair / "l2a" / "s2"))
+    l1c = next((l1c_pair / "l1c" / "s2").glob("*.SAFE"))
+    copy = tmp_path / l1c.name
+    shutil.copytree(l1c, copy)
+    band = sorted(copy.rglob("*_B04.*"))[0]
+    data = bytearray(band.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    band.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=band.name):
+        patch_product(copy, out=tmp_path / "w")
+    assert not (tmp_path / "w" / ".sen2cor").exists() or not list((tmp_path / "w" / ".sen2cor").rglob("*.SAFE"))
+    res = patch_product(copy, out=tmp_path / "w", options=PatchOptions(verify=False))
+    assert res.status == "done"  # --no-verify: the corrupt pixels pass, as the user asked
+
+
 # -- georeferencing of the official patches (full-size tile) ------------------------------------------
 @pytest.mark.slow
 def test_full_size_patch_matches_official_georeferencing(full_archive, shared_data, tmp_path):

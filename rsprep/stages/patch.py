@@ -36,7 +36,7 @@ from rsprep.core.radiometry import check_mode, harmonize, output_dtype
 from rsprep.errors import InvalidParameterError, InvalidProductError, RsprepError
 from rsprep.inputs.safe import read_l2a_product, read_product
 from rsprep.inputs.safe_bands import read_band
-from rsprep.inputs.safe_manifest import Verification, product_inputs
+from rsprep.inputs.safe_manifest import Verification, integrity_error, product_inputs, verify_files
 from rsprep.stages.runner import DONE, FAILED, SKIPPED, StageResult, check_workers, execute
 from rsprep.store.atomic import building, fingerprint_files, write_json_atomic
 from rsprep.store.chunks import group_inventory
@@ -114,6 +114,9 @@ def patch_product(
     opts = options or PatchOptions()
     out = Path(out)
     say = progress or (lambda _s: None)
+    downloaded = read_product(product)
+    if opts.verify and downloaded.level == "L1C":
+        _verify_now(downloaded, opts)  # before sen2cor reads it; sen2cor's own output is ours
     pr, note = read_l2a_product(product, work=out, sen2cor=sen2cor, progress=say)
     notes = [note] if note else []
     files = _usable_band_files(pr, opts)
@@ -127,7 +130,8 @@ def patch_product(
             patches, valid = stored
             return _result(product, SKIPPED, dest, patches, valid, t0, [UNCHANGED])
 
-    check = Verification(pr, product_inputs(pr, [f.path for f in files])) if opts.verify else nullcontext()
+    verify = opts.verify and pr.level == downloaded.level  # an L1C input was verified above
+    check = Verification(pr, product_inputs(pr, [f.path for f in files])) if verify else nullcontext()
     out.mkdir(parents=True, exist_ok=True)
     with building(dest) as tmp, check:
         valid = _write_store(tmp, pr, files, grid, opts, fp, notes, say)
@@ -139,6 +143,14 @@ def _result(product, status: str, dest: Path, patches: int, valid: int, t0: floa
     return StageResult(
         STAGE, str(product), status, str(dest), patches, seconds, counts={"valid": valid}, notes=notes
     )
+
+
+def _verify_now(pr, opts: PatchOptions) -> None:
+    """Check the files of ``pr`` that the patch stage uses against its ``manifest.safe`` at once."""
+    files = pr.require_bands(opts.bands)
+    checked = verify_files(pr, product_inputs(pr, [f.path for f in files]))
+    if checked.problems:
+        raise integrity_error(pr, checked.problems)
 
 
 def _usable_band_files(pr, opts: PatchOptions) -> list:
