@@ -320,7 +320,8 @@ def test_corrupt_l1c_is_refused_before_sen2cor_runs(l1c_pair, tmp_path, monkeypa
     band.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=band.name):
         patch_product(copy, out=tmp_path / "w")
-    assert not (tmp_path / "w" / ".sen2cor").exists() or not list((tmp_path / "w" / ".sen2cor").rglob("*.SAFE"))
+    sen2cor_out = tmp_path / "w" / ".sen2cor"
+    assert not sen2cor_out.exists() or not list(sen2cor_out.rglob("*.SAFE"))
     res = patch_product(copy, out=tmp_path / "w", options=PatchOptions(verify=False))
     assert res.status == "done"  # --no-verify: the corrupt pixels pass, as the user asked
 
