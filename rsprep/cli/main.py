@@ -124,6 +124,7 @@ def _register() -> None:
     from rsprep.cli import metadata as metadata_cmd
     from rsprep.cli import noise as noise_cmd
     from rsprep.cli import patch as patch_cmd
+    from rsprep.cli import recipe as recipe_cmd
     from rsprep.cli import reference as reference_cmd
     from rsprep.cli import s1 as s1_cmd
     from rsprep.cli import smoke_train as smoke_train_cmd
@@ -147,6 +148,7 @@ def _register() -> None:
     app.command("card")(card_cmd.card)
     app.command("stats")(stats_cmd.stats)
     app.command("smoke-train")(smoke_train_cmd.smoke_train)
+    app.add_typer(recipe_cmd.app, name="recipe")
 
 
 _register()
