@@ -271,13 +271,19 @@ def _stand_in(tmp_path: Path, body: str = STAND_IN) -> Path:
     return bindir
 
 
-def test_l1c_runs_sen2cor_and_patches_its_output(l1c_pair, tmp_path, monkeypatch):
+def _l1c_with_stand_in(l1c_pair, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the L1C product, with the sen2cor stand-in on PATH."""
     bindir = _stand_in(tmp_path)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_L2A", str(l1c_pair / "l2a" / "s2"))
     l1c = next((l1c_pair / "l1c" / "s2").glob("*.SAFE"))
     copy = tmp_path / l1c.name
     shutil.copytree(l1c, copy)
+    return copy
+
+
+def test_l1c_runs_sen2cor_and_patches_its_output(l1c_pair, tmp_path, monkeypatch):
+    copy = _l1c_with_stand_in(l1c_pair, tmp_path, monkeypatch)
     res = patch_product(copy, out=tmp_path / "w")
     assert res.status == "done" and "sen2cor" in res.notes[0]
     store = TileStore.open(res.store)
@@ -308,12 +314,7 @@ def test_corrupt_l1c_is_refused_before_sen2cor_runs(l1c_pair, tmp_path, monkeypa
     """The downloaded L1C is verified against its manifest.safe; sen2cor never sees a corrupt input."""
     from rsprep.inputs.safe_manifest import IntegrityError
 
-    bindir = _stand_in(tmp_path)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_L2A", str(l1c_pair / "l2a" / "s2"))
-    l1c = next((l1c_pair / "l1c" / "s2").glob("*.SAFE"))
-    copy = tmp_path / l1c.name
-    shutil.copytree(l1c, copy)
+    copy = _l1c_with_stand_in(l1c_pair, tmp_path, monkeypatch)
     band = sorted(copy.rglob("*_B04.*"))[0]
     data = bytearray(band.read_bytes())
     data[len(data) // 2] ^= 0xFF
