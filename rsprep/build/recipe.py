@@ -152,7 +152,7 @@ def recipe_schema() -> dict[str, Any]:
     """The JSON schema of :class:`Recipe` (``schemas/recipe.schema.json`` is this, as written by
     ``rsprep recipe schema``)."""
     schema = Recipe.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "rsprep recipe", **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "rsprep recipe"}
 
 
 def load_recipe(source: str | Path, sets: Sequence[str] = ()) -> Recipe:

@@ -1,8 +1,9 @@
 """Where recipes come from and how ``key.path`` overrides reach into them (docs/recipes.md).
 
-Built-in recipes are the YAML files of the top-level ``recipes/`` folder. In a source checkout (and an
-editable install) they are read from there; a built wheel ships the same files as package data under
-``rsprep/recipes/`` (pyproject.toml maps the folder into the package), so there is one copy of each.
+Built-in recipes are the YAML files of the top-level ``recipes/`` folder. ``rsprep/recipes`` is a
+symbolic link to it, which pyproject.toml ships as package data: a wheel (or an sdist) holds the files
+themselves, so an installed package has them under ``rsprep/recipes/``, and there is one copy of each in
+the source tree. A checkout without the link (symlinks off in git) falls back to ``../recipes``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ class RecipeError(RsprepError, ValueError):
 
 
 def recipe_dirs() -> list[Path]:
-    """The folders searched for built-in recipes: the source tree's ``recipes/``, then the package's."""
+    """The folders searched for built-in recipes: the package's ``recipes/``, then the source tree's."""
     package = Path(__file__).resolve().parents[1]
-    return [package.parent / "recipes", package / "recipes"]
+    return [package / "recipes", package.parent / "recipes"]
 
 
 def builtin_recipes() -> dict[str, Path]:

@@ -126,7 +126,9 @@ class StackSection(Section):
 class S1Section(Section):
     """The s1 stage (rsprep.stages.s1.S1Options): which scene partners an S2 patch."""
 
-    max_days: float = Field(10.0, description="Largest |S1 start - S2 sensing time| in days.")
+    max_days: float = Field(
+        10.0, description="Largest time between the S1 scene start and the S2 sensing time, in days."
+    )
     same_season: bool = Field(False, description="Also require the S2 patch's meteorological season.")
     linear: bool = Field(False, description="Scenes hold linear backscatter: convert to dB.")
     polarisations: list[str] = Field(["VV", "VH"], description="Polarisations paired (VV, VH, HH, HV).")
