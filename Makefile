@@ -10,7 +10,7 @@ INTEROP       := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 INTEROP_PKGS  := torch==2.14.1 torchvision==0.29.1 torchgeo==0.8.1 configilm==0.7.1 lmdb safetensors "pyarrow<20"
 
-.PHONY: all demo test test-fast lint bench clean interop-venv
+.PHONY: all demo demo-stages test test-fast lint bench clean interop-venv
 
 all: test
 
@@ -21,9 +21,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	@touch $@
 
-# Demo: a small synthetic archive (2 overlapping tiles x 2 dates, CLC, S1, countries), every stage on it,
-# then statistics, the dataset card and a full validation.
+# Demo: a small synthetic archive (2 overlapping tiles x 2 dates, CLC, S1, countries), then the demo
+# recipe built from it: every stage, statistics, the dataset card and a full validation (docs/build.md).
 demo: $(STAMP)
+	$(BIN)/rsprep synth $(DEMO)/archive --overwrite
+	$(BIN)/rsprep build demo --s2 $(DEMO)/archive/s2 --s1 $(DEMO)/archive/s1 \
+		--clc $(DEMO)/archive/clc/U2018_CLC2018_V2020_20u1.gpkg \
+		--countries $(DEMO)/archive/countries/countries.gpkg --out $(DEMO)/build
+	@echo "the dataset is in $(DEMO)/build/dataset (build record: $(DEMO)/build/build.json)"
+
+# The same dataset through the chained single-stage commands (what `rsprep build demo` replaces; a test
+# checks that both give the same files), into $(DEMO)/work and $(DEMO)/dataset.
+demo-stages: $(STAMP)
 	$(BIN)/rsprep synth $(DEMO)/archive --overwrite
 	$(BIN)/rsprep inspect $(DEMO)/archive/s2/*.SAFE
 	$(BIN)/rsprep patch $(DEMO)/archive/s2/*.SAFE --out $(DEMO)/work

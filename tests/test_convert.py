@@ -118,10 +118,7 @@ def test_lmdb_of_dataset_matches_work_store(converted):
     ids = table.column("patch_id").to_pylist()
     s1_names = [n for n in table.column("s1_name").to_pylist() if n]
     assert reader.keys() == sorted(ids + s1_names + [map_key(p) for p in ids])
-    stores = {
-        s.name: s
-        for s in find_stores(json.loads((converted / ds.BUILD).read_text())["stages"]["metadata"]["work"])
-    }
+    stores = {s.name: s for s in find_stores(ds.work_store(converted))}
     pid = ids[0]
     prefix, x, y = pid.rsplit("_", 2)
     store = stores[prefix]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import geopandas as gpd
@@ -16,6 +17,7 @@ from rsprep.errors import OutputExistsError
 from rsprep.inputs.countries import CountryError, nearest_country, parse_candidates, read_countries
 from rsprep.inputs.v1names import V1Error, read_v1
 from rsprep.stages.metadata import MetadataOptions, build_metadata
+from rsprep.store import dataset as ds
 from rsprep.store.dataset import FLAGGED, METADATA, METADATA_SCHEMA, SIDECAR
 from rsprep.store.workstore import WorkStoreError, find_stores
 
@@ -81,7 +83,8 @@ def test_flags_follow_the_scl_fractions_and_thresholds(dataset, reference_work, 
     c = build["counts"]
     assert c["flag_seasonal_snow"] == snow.sum() and c["flag_cloud_or_shadow"] == cloud.sum()
     assert c["metadata_rows"] + c["flagged_rows"] == c["dataset_patches"] == len(side)
-    assert build["work"] == str(reference_work.resolve())
+    assert build["work"] == os.path.relpath(reference_work.resolve(), dataset.resolve())
+    assert ds.work_store(dataset) == reference_work.resolve()
     lenient = build_metadata(
         reference_work, tmp_path / "lenient", MetadataOptions(snow_threshold=1.0, cloud_threshold=1.0)
     )

@@ -118,6 +118,7 @@ def _root(
 
 def _register() -> None:
     # Each command lives in its own module; importing them is cheap (heavy imports are inside functions).
+    from rsprep.cli import build as build_cmd
     from rsprep.cli import card as card_cmd
     from rsprep.cli import convert as convert_cmd
     from rsprep.cli import inspect as inspect_cmd
@@ -149,6 +150,7 @@ def _register() -> None:
     app.command("stats")(stats_cmd.stats)
     app.command("smoke-train")(smoke_train_cmd.smoke_train)
     app.add_typer(recipe_cmd.app, name="recipe")
+    app.command("build")(build_cmd.build)
 
 
 _register()

@@ -192,7 +192,7 @@ def _build(work: Path, out: Path, options: MetadataOptions | None, overwrite: bo
         out,
         STAGE,
         {
-            "work": str(Path(work).resolve()),
+            "work": ds.relative_work(Path(work), out),
             "stores": {s.name: digest(s.manifest) for s in stores},
             "options": _jsonable(asdict(options)),
             "counts": counts,

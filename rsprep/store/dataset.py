@@ -130,9 +130,26 @@ def read_build(dataset: Path) -> dict[str, Any]:
 
 
 def work_store(dataset: Path) -> Path | None:
-    """The work store that ``rsprep metadata`` built ``dataset`` from (as named in build.json)."""
+    """The work store that ``rsprep metadata`` built ``dataset`` from (as named in build.json).
+
+    A relative path (what :func:`relative_work` records) is relative to the dataset folder, so a
+    dataset and its work store moved together still find each other.
+    """
     work = read_build(dataset).get("stages", {}).get("metadata", {}).get("work")
-    return Path(work) if work else None
+    if not work:
+        return None
+    path = Path(work)
+    return path if path.is_absolute() else (Path(dataset).resolve() / path).resolve()
+
+
+def relative_work(work: Path, dataset: Path) -> str:
+    """``work`` relative to the dataset folder (absolute where no relative path exists)."""
+    import os
+
+    try:
+        return os.path.relpath(Path(work).resolve(), Path(dataset).resolve())
+    except ValueError:  # another drive
+        return str(Path(work).resolve())
 
 
 def record_build(dataset: Path, stage: str, record: dict[str, Any], *, fresh: bool = False) -> None:

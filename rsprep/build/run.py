@@ -1,0 +1,269 @@
+"""``rsprep build``: the plan, the per-product stages in parallel, then the dataset-wide steps.
+
+Layout of ``OUT``: ``work/`` (the work store), ``dataset/`` (the dataset folder) and ``build.json``
+(:mod:`rsprep.build.record`). The build holds the lock of ``OUT`` from start to end, so a second
+build into the same ``OUT`` refuses, naming the holder; a build killed at any moment is resumed by
+the next one, which redoes only what is not up to date. The build reports through ``on_event``
+(:class:`BuildEvent`) and never prints.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsprep.build import record as rec
+from rsprep.build.executor import LocalExecutor, run_all, threads_per_worker
+from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
+from rsprep.build.products import find_products
+from rsprep.build.steps import StepInputs, run_step
+from rsprep.build.tasks import STAGE, STAGE_ERRORS, ProductOutcome, peak_mb, product_chain
+from rsprep.errors import InvalidParameterError
+from rsprep.stages.runner import FAILED, SKIPPED, StageResult
+from rsprep.store.lock import locked, sweep_temporaries
+
+KEPT = "work-kept"  # --keep-going: a folder of links to the stores of the products that succeeded
+
+
+@dataclass
+class BuildEvent:
+    """``plan`` (the plan), ``product`` (one product finished: ``outcome``), ``step`` (a dataset-wide
+    step starts), ``step_progress`` (``done`` of ``total``), ``step_done`` (``seconds``)."""
+
+    kind: str
+    name: str = ""
+    plan: Plan | None = None
+    outcome: ProductOutcome | None = None
+    done: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    dataset: Path
+    plan: Plan
+    failures: list[dict[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # products left out (--keep-going)
+    steps_run: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds, summed over products
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def input_fingerprints(products, s1, clc, countries, v1) -> dict[str, Any]:
+    """Every input with its fingerprint (size and mtime of its files, one digest)."""
+
+    def short(path):
+        fp = rec.fingerprint_tree(path)
+        return None if fp is None else {"path": str(path), "digest": fp["digest"], "files": len(fp["files"])}
+
+    return {
+        "s2": [short(p) for p in products],
+        "s1": short(s1),
+        "clc": short(clc),
+        "countries": short(countries),
+        "v1": short(v1),
+    }
+
+
+def prepare(recipe, *, s2, s1, clc, countries=None, v1=None, out: Path) -> tuple[Plan, dict]:
+    """The plan and the input fingerprints of a build (nothing is written: ``--dry-run``)."""
+    need = recipe.inputs
+    for flag, given, option in (
+        (need.s1, s1, "--s1 DIR"),
+        (need.countries, countries, "--countries FILE"),
+        (need.v1, v1, "--v1 FILE"),
+    ):
+        if flag and given is None:
+            raise InvalidParameterError(
+                f"recipe {recipe.name} needs {option.split()[0][2:]} input; pass {option}"
+            )
+    s1 = s1 if need.s1 else None  # a recipe without S1 runs no s1 stage
+    products = find_products(s2, need.s2_level)
+    inputs = input_fingerprints(products, s1, clc, countries, v1)
+    plan = make_plan(recipe, products, Path(out), s1=s1, clc=clc, inputs=_step_inputs(inputs))
+    return plan, inputs
+
+
+def _step_inputs(inputs: dict) -> dict:
+    """The inputs of the dataset-wide steps not already in the store manifests."""
+    return {k: (inputs[k] or {}).get("digest") for k in ("countries", "v1")}
+
+
+def build(
+    recipe,
+    *,
+    s2: list[Path],
+    s1: Path | None,
+    clc: Path,
+    countries: Path | None = None,
+    v1: Path | None = None,
+    out: Path,
+    workers: int,
+    keep_going: bool = False,
+    on_event: Callable[[BuildEvent], None] | None = None,
+) -> BuildResult:
+    """Build the dataset of ``recipe`` into ``out`` (see the module docstring).
+
+    Raises:
+        LockedError: another build holds ``out``.
+        RsprepError: unusable inputs (no products, a bad CLC or S1 folder) or a failing dataset-wide step.
+    """
+    out = Path(out)
+    emit = on_event or (lambda _e: None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out, "build output"):
+        plan, inputs = prepare(recipe, s2=s2, s1=s1, clc=clc, countries=countries, v1=v1, out=out)
+        emit(BuildEvent("plan", plan=plan))
+        previous = rec.read_record(out)
+        record = _new_record(recipe, plan, inputs, previous, workers)
+        result = BuildResult(out, plan.dataset, plan)
+        outcomes = _run_products(recipe, plan, workers, emit)
+        _record_products(record, result, outcomes)
+        if result.failures and not keep_going:
+            rec.write_record(out, record)
+            return result
+        result.missing = [o.product for o in outcomes if o.failure]
+        record["missing"] = result.missing
+        work = _kept_work(out, plan, outcomes) if result.missing else plan.work
+        steps = StepInputs(work, plan.dataset, countries, v1, workers)
+        _run_steps(recipe, plan, previous, _step_inputs(inputs), steps, record, result, emit)
+        return result
+
+
+def _new_record(recipe, plan: Plan, inputs: dict, previous: dict, workers: int) -> dict[str, Any]:
+    return {
+        "recipe": recipe.resolved(),
+        "inputs": inputs,
+        "versions": rec.versions(),
+        "work": rec.WORK,
+        "dataset": rec.DATASET,
+        "workers": workers,
+        "threads_per_worker": threads_per_worker(workers),
+        "plan": {p: {e.stage: e.status for e in es} for p, es in plan.entries.items()},
+        "products": {},
+        "failures": [],
+        "missing": [],
+        "steps": dict(previous.get("steps", {})),
+        "dataset_record": previous.get("dataset_record"),
+    }
+
+
+def _run_products(recipe, plan: Plan, workers: int, emit) -> list[ProductOutcome]:
+    """The per-product chains of every product, in product order (products sharing a store fail)."""
+    plan.work.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(plan.work)
+    options = {
+        "patch": recipe.patch_options(),
+        "stack": recipe.stack_options(),
+        "s1": recipe.s1_options(),
+        "reference": recipe.reference_options(),
+    }
+    outcomes: dict[str, ProductOutcome] = {}
+    tasks, first_of = [], {}
+    for p in map(str, plan.products):
+        prefix = plan.prefixes.get(p)
+        if prefix is not None and prefix in first_of:
+            error = f"{p} gives the same patch names ({prefix}_x_y) as {first_of[prefix]}; pass only one"
+            outcomes[p] = ProductOutcome(p, [StageResult("patch", p, FAILED, error=error)], [0.0])
+            continue
+        first_of.setdefault(prefix, p)
+        if all(e.status == CURRENT for e in plan.entries[p]):  # nothing to do: not even a worker
+            store = str(plan.work / prefix) if prefix else None
+            results = [StageResult(e.stage, p, SKIPPED, store=store) for e in plan.entries[p]]
+            outcomes[p] = ProductOutcome(p, results, [0.0] * len(results))
+            emit(BuildEvent("product", p, outcome=outcomes[p]))
+            continue
+        tasks.append((STAGE, p, product_chain, (p, str(plan.work), options, plan.discovery, plan.clc)))
+
+    def finished(r) -> None:
+        o = r if isinstance(r, ProductOutcome) else ProductOutcome(r.target, [r], [0.0])
+        outcomes[o.product] = o
+        emit(BuildEvent("product", o.product, outcome=o))
+
+    if tasks:
+        run_all(LocalExecutor(max(1, min(workers, len(tasks)))), tasks, finished)
+    return [outcomes[str(p)] for p in plan.products]
+
+
+def _record_products(record: dict, result: BuildResult, outcomes: list[ProductOutcome]) -> None:
+    for o in outcomes:
+        stages = {}
+        for r, mb in zip(o.results, o.peak_mb, strict=True):
+            stages[r.stage] = {"status": r.status, "seconds": round(r.seconds, 3), "peak_rss_mb": mb}
+            result.seconds[r.stage] = result.seconds.get(r.stage, 0.0) + r.seconds
+        record["products"][o.product] = {"store": _relative(o.store, result.out), "stages": stages}
+        if o.failure:
+            f = o.failure
+            result.failures.append({"file": o.product, "stage": f.stage, "message": f.error or ""})
+    record["failures"] = result.failures
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    record["peak_rss_mb"] = {"build": peak_mb(), "largest_worker": round(children, 1)}
+
+
+def _relative(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return os.path.relpath(Path(path).resolve(), base.resolve())
+    except ValueError:  # another drive
+        return str(Path(path).resolve())
+
+
+def _kept_work(out: Path, plan: Plan, outcomes: list[ProductOutcome]) -> Path:
+    """A folder of links to the stores of the products that succeeded (what --keep-going builds from)."""
+    kept = out / KEPT
+    if kept.exists():
+        shutil.rmtree(kept)
+    kept.mkdir()
+    for o in outcomes:
+        if not o.failure and o.store:
+            (kept / Path(o.store).name).symlink_to(os.path.relpath(Path(o.store).resolve(), kept.resolve()))
+    return kept
+
+
+def _run_steps(recipe, plan, previous, inputs, steps: StepInputs, record, result: BuildResult, emit) -> None:
+    """Run the dataset-wide steps that are not up to date, recording each one as it finishes."""
+    entries = step_entries(recipe, plan, previous, inputs, products_done=True)
+    if steps.work != plan.work:
+        entries = step_entries(recipe, plan, {}, inputs, products_done=True)  # another set of stores
+    keys = step_keys(recipe, plan, inputs, [e.stage for e in entries])
+    for e in entries:
+        plan_status = record["steps"].get(e.stage, {}).get("status")
+        if e.status == CURRENT and plan_status == "done":
+            continue
+        emit(BuildEvent("step", e.stage))
+        t0 = time.perf_counter()
+        record["steps"][e.stage] = {"key": keys[e.stage], "status": "running"}
+        try:
+            run_step(
+                e.stage,
+                recipe,
+                steps,
+                lambda d, t, n=e.stage: emit(BuildEvent("step_progress", n, done=d, total=t)),
+            )
+        except STAGE_ERRORS as exc:
+            record["steps"][e.stage]["status"] = FAILED
+            result.failures.append({"file": str(steps.dataset), "stage": e.stage, "message": str(exc)})
+            record["failures"] = result.failures
+            rec.write_record(result.out, record)
+            return
+        seconds = time.perf_counter() - t0
+        result.seconds[e.stage] = seconds
+        record["steps"][e.stage] = {"key": keys[e.stage], "status": "done", "seconds": round(seconds, 3)}
+        record["steps"][e.stage]["peak_rss_mb"] = peak_mb()
+        record["dataset_record"] = rec.file_digest(steps.dataset / "build.json")
+        rec.write_record(result.out, record)
+        emit(BuildEvent("step_done", e.stage, seconds=seconds))
+    result.steps_run = True
+    rec.write_record(result.out, record)

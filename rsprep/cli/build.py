@@ -1,0 +1,89 @@
+"""``rsprep build``: a whole dataset from a recipe, resumable, in parallel (docs/build.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsprep.cli.options import Workers
+
+
+def build(
+    recipe: Annotated[
+        str, typer.Argument(help="A built-in recipe (reben, demo, ...) or a recipe YAML file.")
+    ],
+    s2: Annotated[
+        list[Path],
+        typer.Option("--s2", help="Sentinel-2 SAFE folders or .zip files, or folders of them (repeatable)."),
+    ],
+    clc: Annotated[
+        Path, typer.Option("--clc", help="CLC vectors (GeoPackage, Shapefile, FileGDB or a zip).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Build folder: OUT/work, OUT/dataset, OUT/build.json.")
+    ],
+    s1: Annotated[
+        Path | None, typer.Option("--s1", help="Folder of Sentinel-1 VV/VH GeoTIFF scenes.")
+    ] = None,
+    countries: Annotated[
+        Path | None,
+        typer.Option("--countries", help="Country polygons (e.g. GISCO CNTR_RG, any GDAL vector)."),
+    ] = None,
+    v1: Annotated[Path | None, typer.Option("--v1", help="BigEarthNet v1 metadata, for s2v1_name.")] = None,
+    workers: Workers = 0,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe value: key.path=value (YAML value), repeatable."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and stop; nothing is written.")
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going", help="Build the dataset from the products that succeeded when some fail."
+        ),
+    ] = False,
+    quiet_opt: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Logs only: no plan, no progress bars.")
+    ] = False,
+) -> None:
+    """Build a dataset: patch, stack, s1 and reference per product in parallel, then metadata, split,
+    noise variants, conversions, statistics, card and validation. A rerun does only what is missing.
+
+    Default --workers: min(cores, available memory / 2.5 GB), each worker with cores / workers threads.
+    """
+    from rsprep.build.executor import default_workers
+    from rsprep.build.recipe import load_recipe
+    from rsprep.build.run import build as run_build
+    from rsprep.build.run import prepare
+    from rsprep.cli.build_view import BuildView
+    from rsprep.cli.context import quiet
+
+    if workers < 0:
+        raise typer.BadParameter(
+            f"{workers} is negative; give 0 (the default) or a count", param_hint="--workers"
+        )
+    resolved = load_recipe(recipe, sets or ())
+    n = workers or default_workers()
+    quiet_now = quiet_opt or quiet()
+    if dry_run:
+        plan, _ = prepare(resolved, s2=s2, s1=s1, clc=clc, countries=countries, v1=v1, out=out)
+        typer.echo("\n".join(plan.lines()))
+        return
+    with BuildView(quiet=quiet_now) as view:
+        result = run_build(
+            resolved,
+            s2=s2,
+            s1=s1,
+            clc=clc,
+            countries=countries,
+            v1=v1,
+            out=out,
+            workers=n,
+            keep_going=keep_going,
+            on_event=view.event,
+        )
+    view.close_report(result, keep_going=keep_going)
