@@ -208,6 +208,7 @@ def test_corrupted_product_fails_alone_then_keep_going(demo):
     assert len(done) == 3 and not (out / "dataset").exists()
     r = CliRunner().invoke(app, cli_args(archive, out, *fast, "--keep-going"))
     assert r.exit_code == 1 and "left out of the dataset" in r.output
+    assert "failed before" in r.output  # the plan head names what failed last time
     record = json.loads((out / "build.json").read_text())
     assert record["missing"] == [str(bad)] and record["steps"]["validate"]["status"] == "done"
     assert (out / "dataset" / "lmdb").is_dir()

@@ -75,7 +75,7 @@ def product_stages(recipe) -> list[str]:
 def dataset_steps(recipe) -> list[str]:
     """The dataset-wide steps of ``recipe``, in order."""
     outputs = recipe.outputs
-    names = ["metadata", "split", *(f"noise:{n or 'default'}" for n, _ in recipe.noise_variants())]
+    names = ["metadata", "split", *(step for step, _name, _opts in noise_steps(recipe))]
     names += [f"convert:{fmt}" for fmt in outputs.formats]
     return names + [
         s
@@ -241,8 +241,14 @@ def step_keys(recipe, plan: Plan, inputs: dict, names: list[str]) -> dict[str, s
     return keys
 
 
+def noise_steps(recipe) -> list[tuple[str, str | None, Any]]:
+    """(step name, variant name or None, options) per noise variant: ``noise:<name>``, or ``noise:<n>``
+    (its place in the recipe, from 1) for a variant named by the noise stage itself."""
+    return [(f"noise:{name or i}", name, opts) for i, (name, opts) in enumerate(recipe.noise_variants(), 1)]
+
+
 def _variant_items(recipe):
     from dataclasses import asdict, is_dataclass
 
-    for name, opts in recipe.noise_variants():
-        yield f"noise:{name or 'default'}", asdict(opts) if is_dataclass(opts) else repr(opts)
+    for step, _name, opts in noise_steps(recipe):
+        yield step, asdict(opts) if is_dataclass(opts) else repr(opts)

@@ -44,7 +44,7 @@ def run_step(name: str, recipe, inp: StepInputs, progress: Progress | None) -> N
 
         split_target(inp.dataset, _typed(recipe.split_options(), float), overwrite=True)
     elif section == "noise":
-        _noise(recipe, inp, arg)
+        _noise(recipe, inp, name)
     elif section == "convert":
         from rsprep.stages.convert import convert
 
@@ -72,11 +72,12 @@ def _typed(split, kind):
     return replace(split, patch_size=kind(split.patch_size), tile_size=kind(split.tile_size))
 
 
-def _noise(recipe, inp: StepInputs, which: str) -> None:
+def _noise(recipe, inp: StepInputs, step: str) -> None:
+    from rsprep.build.plan import noise_steps
     from rsprep.stages.noise import make_noise
 
-    for name, options in recipe.noise_variants():
-        if (name or "default") == which:
+    for name_of_step, name, options in noise_steps(recipe):
+        if name_of_step == step:
             make_noise(inp.dataset, options, name=name, overwrite=True)
 
 
