@@ -243,3 +243,36 @@ def test_moved_dataset_and_work_store_still_convert(demo):
 
 def test_inputs_never_modified(demo):
     assert tree_hashes(demo["archive"], skip=set()) == demo["before"]
+
+
+def test_products_are_found_under_folders_by_level(tmp_path):
+    from rsprep.build.products import find_products
+    from rsprep.errors import InputNotFoundError
+
+    l2a = tmp_path / "a" / "S2A_MSIL2A_20170613T101031_N0205_R022_T33UUP_20170613T101608.SAFE"
+    (l2a / "GRANULE").mkdir(parents=True)
+    l1c = tmp_path / "b" / "deep" / "S2B_MSIL1C_20180120T102329_N0206_R022_T33UVP_20180120T122512.zip"
+    l1c.parent.mkdir(parents=True)
+    l1c.write_bytes(b"PK")
+    (tmp_path / "b" / "notes.zip").write_bytes(b"PK")  # no product name: not a product
+    assert find_products([tmp_path]) == [l2a, l1c]
+    assert find_products([tmp_path], "L1C") == [l1c]
+    assert find_products([l2a, tmp_path / "a"]) == [l2a]  # each product once
+    with pytest.raises(InputNotFoundError, match=r"no Sentinel-2 products .*L2A, as inputs\.s2_level asks"):
+        find_products([tmp_path / "b"], "L2A")
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        find_products([tmp_path / "missing"])
+
+
+def test_default_workers_and_thread_caps():
+    from rsprep.build.executor import THREAD_VARIABLES, default_workers, thread_caps, threads_per_worker
+
+    gb = 2**30
+    assert default_workers(16, 64 * gb) == 16  # cores decide
+    assert default_workers(16, 10 * gb) == 4  # memory decides: 10 GB / 2.5 GB
+    assert default_workers(4, gb) == 1  # never fewer than one
+    assert threads_per_worker(4, 16) == 4 and threads_per_worker(16, 4) == 1
+    before = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    with thread_caps(3):
+        assert all(os.environ[k] == "3" for k in THREAD_VARIABLES)
+    assert {k: os.environ.get(k) for k in THREAD_VARIABLES} == before

@@ -62,10 +62,10 @@ def find_products(paths: Sequence[Path], level: str = "any") -> list[Path]:
             if level == "any" or product_level(p) in (level, None):
                 found.setdefault(p.resolve(), p)
     if not found:
-        what = "" if level == "any" else f"{level} "
+        what = "L2A or L1C" if level == "any" else f"{level}, as inputs.s2_level asks"
         shown = ", ".join(str(p) for p in paths) or "(none given)"
         raise InputNotFoundError(
-            f"no Sentinel-2 {what}products (*.SAFE folders or .zip files, L2A or L1C) under {shown}; "
+            f"no Sentinel-2 products (*.SAFE folders or .zip files, {what}) under {shown}; "
             "pass the folders that hold them with --s2"
         )
     return [found[k] for k in sorted(found)]
