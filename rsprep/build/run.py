@@ -24,11 +24,15 @@ from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
 from rsprep.build.products import find_products
 from rsprep.build.steps import StepInputs, run_step
 from rsprep.build.tasks import STAGE, STAGE_ERRORS, ProductOutcome, peak_mb, product_chain
-from rsprep.errors import InvalidParameterError
+from rsprep.errors import InvalidParameterError, RsprepError
 from rsprep.stages.runner import FAILED, SKIPPED, StageResult
 from rsprep.store.lock import locked, sweep_temporaries
 
 KEPT = "work-kept"  # --keep-going: a folder of links to the stores of the products that succeeded
+
+
+class WorkerDiedError(RsprepError, RuntimeError):
+    """A worker process was killed (e.g. by the kernel's out-of-memory killer)."""
 
 
 @dataclass
@@ -135,6 +139,8 @@ def build(
             return result
         result.missing = [o.product for o in outcomes if o.failure]
         record["missing"] = result.missing
+        if not result.missing and (out / KEPT).exists():
+            shutil.rmtree(out / KEPT)  # left by an earlier --keep-going build
         work = _kept_work(out, plan, outcomes) if result.missing else plan.work
         steps = StepInputs(work, plan.dataset, countries, v1, workers)
         _run_steps(recipe, plan, previous, _step_inputs(inputs), steps, record, result, emit)
@@ -192,7 +198,15 @@ def _run_products(recipe, plan: Plan, workers: int, emit) -> list[ProductOutcome
         emit(BuildEvent("product", o.product, outcome=o))
 
     if tasks:
-        run_all(LocalExecutor(max(1, min(workers, len(tasks)))), tasks, finished)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            run_all(LocalExecutor(max(1, min(workers, len(tasks)))), tasks, finished)
+        except BrokenProcessPool as exc:
+            raise WorkerDiedError(
+                f"a worker process died while building the products in {plan.work} ({exc}); often it ran "
+                "out of memory: run the same command again (finished products are kept) with fewer --workers"
+            ) from exc
     return [outcomes[str(p)] for p in plan.products]
 
 
