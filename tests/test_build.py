@@ -162,9 +162,10 @@ def _run_until(args: list[str], ready, timeout: float = 120.0) -> None:
     proc.wait()
 
 
-def test_kill_during_patch_and_during_convert_then_resume(demo):
-    """kill -9 of a build (and its workers) while it patches, then of the rerun while it converts; the
-    third run equals the uninterrupted build byte for byte (built in the same place: paths are recorded)."""
+def test_kill_during_patch_reference_and_convert_then_resume(demo):
+    """kill -9 of a build (and its workers) while it patches, of the rerun while it references, of the
+    next while it converts; the last run equals the uninterrupted build byte for byte (built in the same
+    place: some outputs record their paths)."""
     out, ref = demo["out"], demo["root"] / "uninterrupted"
     out.rename(ref)
     args = cli_args(demo["archive"], out)
@@ -173,12 +174,18 @@ def test_kill_during_patch_and_during_convert_then_resume(demo):
         work = out / "work"
         return work.is_dir() and any(".tmp-" in p.name for p in work.iterdir())
 
+    def referencing() -> bool:
+        work = out / "work"
+        stores = [p for p in work.iterdir() if p.is_dir()] if work.is_dir() else []
+        return any(q.name.startswith(".reference.zarr.tmp-") for p in stores for q in p.iterdir())
+
     def converting() -> bool:
         d = out / "dataset"
         return d.is_dir() and any(".partial" in p.name for p in [*d.iterdir(), *d.glob("zarr/*")])
 
     try:
         _run_until(args, patching)
+        _run_until(args, referencing)
         _run_until(args, converting)
         result = build(load_recipe("demo"), **inputs(demo["archive"]), out=out, workers=1)
         assert result.ok
