@@ -132,6 +132,11 @@ def test_dry_run_touches_nothing_and_shows_the_plan(demo):
     r = runner.invoke(app, cli_args(archive, fresh, "--dry-run"))
     assert r.exit_code == 0 and "not patched yet" in r.output and "after the products" in r.output
     assert not fresh.exists() and not (fresh.parent / ".fresh.lock").exists()
+    safes = sorted(str(p) for p in (archive / "s2").glob("*.SAFE"))  # --s2 A B C D, as from a shell glob
+    args = cli_args(archive, out, "--dry-run")
+    i = args.index("--s2")
+    r = runner.invoke(app, [*args[: i + 1], *safes, *args[i + 2 :]])
+    assert r.exit_code == 0 and "plan: 4 product(s)" in r.output, r.output
 
 
 def _all_but_the_build_record(out: Path) -> dict[str, str]:
@@ -157,7 +162,7 @@ def _run_until(args: list[str], ready, timeout: float = 120.0) -> None:
     while not ready():
         assert proc.poll() is None, f"the build ended before the kill: {proc.stderr.read().decode()}"
         assert time.monotonic() < t_end
-        time.sleep(0.02)
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -174,10 +179,10 @@ def test_kill_during_patch_reference_and_convert_then_resume(demo):
         work = out / "work"
         return work.is_dir() and any(".tmp-" in p.name for p in work.iterdir())
 
-    def referencing() -> bool:
+    def referencing() -> bool:  # a store paired with S1 whose labels are not written yet
         work = out / "work"
         stores = [p for p in work.iterdir() if p.is_dir()] if work.is_dir() else []
-        return any(q.name.startswith(".reference.zarr.tmp-") for p in stores for q in p.iterdir())
+        return any((p / "s1.parquet").is_file() and not (p / "labels.parquet").is_file() for p in stores)
 
     def converting() -> bool:
         d = out / "dataset"

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from rsprep.cli.options import Workers
-
 
 def build(
     recipe: Annotated[
@@ -24,6 +22,13 @@ def build(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Build folder: OUT/work, OUT/dataset, OUT/build.json.")
     ],
+    more_s2: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="More Sentinel-2 paths: `--s2 A B C` (e.g. a shell glob) reads as --s2 A --s2 B --s2 C.",
+            show_default=False,
+        ),
+    ] = None,
     s1: Annotated[
         Path | None, typer.Option("--s1", help="Folder of Sentinel-1 VV/VH GeoTIFF scenes.")
     ] = None,
@@ -32,7 +37,15 @@ def build(
         typer.Option("--countries", help="Country polygons (e.g. GISCO CNTR_RG, any GDAL vector)."),
     ] = None,
     v1: Annotated[Path | None, typer.Option("--v1", help="BigEarthNet v1 metadata, for s2v1_name.")] = None,
-    workers: Workers = 0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Worker processes (default: min(cores, available memory / 2.5 GB)).",
+            show_default=False,
+        ),
+    ] = 0,
     sets: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a recipe value: key.path=value (YAML value), repeatable."),
@@ -66,6 +79,7 @@ def build(
         raise typer.BadParameter(
             f"{workers} is negative; give 0 (the default) or a count", param_hint="--workers"
         )
+    s2 = [*s2, *(more_s2 or [])]
     resolved = load_recipe(recipe, sets or ())
     n = workers or default_workers()
     quiet_now = quiet_opt or quiet()
