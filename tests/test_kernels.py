@@ -335,3 +335,29 @@ def test_count_not_in_matches_numpy(size):
     assert kernels.count_not_in(np.zeros(size, np.uint16), np.ones(1 << 16, bool)) == 0
     with pytest.raises(ValueError, match="unsigned"):
         kernels.count_not_in(values.astype(np.int32), allowed)
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "nearest"])
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize(
+    ("side", "dtype"), [(20, np.uint16), (60, np.uint16), (120, np.uint16), (60, np.float32)]
+)
+def test_to_side_into_equals_to_side_in_slots(resampling, parallel, side, dtype):
+    from rsprep.core.kernels.resample import to_side_into
+
+    rng = np.random.default_rng(side)
+    patches = rng.integers(0, 4, (10, side, side)).astype(dtype)  # zeros: nodata pixels
+    patches[::2] = rng.integers(1, 60000, (5, side, side))  # patches without nodata (a faster path)
+    out = np.full((4, 5, 120, 120), -7, np.float32)
+    b, ch = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 3]), np.array([0, 1, 0, 4, 2, 3, 1, 0, 4, 4])
+    to_side_into(patches, out, (b, ch), resampling, 0, parallel=parallel)
+    want = kernels.to_side(patches, 120, resampling, nodata=0).astype(np.float32)
+    np.testing.assert_array_equal(out[b, ch], want)
+    if resampling == "bilinear":
+        ref = ref_bilinear(patches, 120 // side, 0) if side < 120 else patches
+        np.testing.assert_allclose(out[b, ch], np.asarray(ref, np.float32), rtol=1e-6)
+    untouched = np.ones(out.shape[:2], bool)
+    untouched[b, ch] = False
+    assert (out[untouched] == -7).all()
+    with pytest.raises(ValueError, match="upsample"):
+        to_side_into(patches[:, :7, :7], out, (b, ch), resampling, 0)

@@ -171,23 +171,46 @@ def test_normalisation_recovers_raw_values(full_dataset, tmp_path):
     assert np.array_equal(given.mean, bilinear.mean) and np.array_equal(given.std, bilinear.std)
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
 @pytest.mark.parametrize("fmt", ["lmdb", "zarr"])
-def test_dataloader_workers_give_same_batches(full_dataset, fmt):
+def test_dataloader_workers_give_same_batches(full_dataset, fmt, context):
     from torch.utils.data import DataLoader
 
-    data = BENDataset(full_dataset, format=fmt, split=None, normalize=False, return_id=True)
+    data = BENDataset(full_dataset, format=fmt, split=None, normalize=False, return_id=True, return_map=True)
+    # the parent reads first: its numba kernels start GNU OpenMP and it opens the LMDB environment,
+    # both of which a forked worker must cope with (fork is the DataLoader default on Linux)
+    first = data[0]
     batches = {}
     for workers in (0, 2):
-        # spawn: the session's numba kernels may have started GNU OpenMP, which forbids fork()
-        context = "spawn" if workers else None
+        ctx = context if workers else None
         loader = DataLoader(
-            data, batch_size=4, shuffle=False, num_workers=workers, multiprocessing_context=context
+            data, batch_size=4, shuffle=False, num_workers=workers, multiprocessing_context=ctx
         )
         batches[workers] = list(loader)
     assert len(batches[0]) == len(batches[2]) == 8
+    assert torch.equal(batches[2][0]["image"][0], first["image"])
     for a, b in zip(batches[0], batches[2], strict=True):
         assert a["patch_id"] == b["patch_id"]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["labels"], b["labels"])
+        assert torch.equal(a["reference_map"], b["reference_map"])
+
+
+def test_batched_getitems_equal_per_sample(full_dataset, tmp_path):
+    from rsprep.stages.stats import StatsOptions, write_stats
+
+    root = tmp_path / "ds"
+    shutil.copytree(full_dataset, root)
+    write_stats(root, StatsOptions())
+    for fmt, resampling in (("lmdb", "bilinear"), ("zarr", "nearest"), ("lmdb", "nearest")):
+        data = BENDataset(root, format=fmt, split=None, resampling=resampling, return_map=True)
+        rows = [5, 0, 30, 7, 7, -1]
+        batch = data.__getitems__(rows)
+        for i, got in zip(rows, batch, strict=True):
+            one = data[i]
+            for key in ("image", "labels", "reference_map"):
+                assert torch.equal(got[key], one[key])
+        with pytest.raises(IndexError):
+            data.__getitems__([0, len(data)])
 
 
 def test_clear_error_without_torch(monkeypatch):

@@ -14,11 +14,13 @@ uninterrupted one (docs/convert.md#determinism). Every LMDB error names the file
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import struct
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -223,25 +225,46 @@ def _ensure_room(env, extra: int) -> None:
 # --------------------------------------------------------------------------------------------
 # Reader
 # --------------------------------------------------------------------------------------------
-_ENVS: dict[tuple[str, int, int], object] = {}
+#: (resolved path, inode of data.mdb) -> (pid that opened it, environment)
+_ENVS: dict[tuple[str, int], tuple[int, object]] = {}
 
 
-def _env_key(path: Path) -> tuple[str, int, int]:
+def _env_key(path: Path) -> tuple[str, int]:
     # the inode tells a rebuilt environment (a new data.mdb at the same path) from the open one
-    return (str(path.resolve()), os.getpid(), (path / "data.mdb").stat().st_ino)
+    return (str(path.resolve()), (path / "data.mdb").stat().st_ino)
 
 
 def _open_env(path: Path):
-    """One read-only environment per file and process (LMDB forbids opening one twice in a process)."""
+    """One read-only environment per file and process (LMDB forbids opening one twice in a process).
+    A forked child closes the handle it inherited (LMDB: not to be used after fork; py-lmdb still
+    lists it as open) and opens its own; the parent's stays open (``lock=False``: no lock table)."""
     import lmdb
 
-    key = _env_key(path)
-    env = _ENVS.get(key)
-    if env is None:
-        env = _ENVS[key] = lmdb.open(
-            key[0], readonly=True, lock=False, readahead=False, meminit=False, max_readers=512
-        )
+    key, pid = _env_key(path), os.getpid()
+    held = _ENVS.get(key)
+    if held is not None and held[0] == pid:
+        return held[1]
+    if held is not None:
+        held[1].close()
+    env = lmdb.open(key[0], readonly=True, lock=False, readahead=False, meminit=False, max_readers=512)
+    _ENVS[key] = (pid, env)
     return env
+
+
+_DTYPES = {"U8": "<u1", "U16": "<u2", "I16": "<i2", "I32": "<i4", "F32": "<f4", "F64": "<f8"}
+
+
+def safetensors_views(buf) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors value as read-only views of ``buf`` (no copy; little-endian)."""
+    size = int.from_bytes(buf[:8], "little")
+    header = json.loads(bytes(buf[8 : 8 + size]))
+    header.pop("__metadata__", None)
+    out = {}
+    for name, meta in header.items():
+        (start, end), dtype = meta["data_offsets"], np.dtype(_DTYPES[meta["dtype"]])
+        arr = np.frombuffer(buf, dtype, (end - start) // dtype.itemsize, 8 + size + start)
+        out[name] = arr.reshape(meta["shape"])
+    return out
 
 
 class LmdbReader:
@@ -269,9 +292,9 @@ class LmdbReader:
 
     def close(self) -> None:
         """Close the environment (for every reader of this path in this process)."""
-        env = _ENVS.pop(_env_key(self.path), None) if (self.path / "data.mdb").exists() else None
-        if env is not None:
-            env.close()
+        held = _ENVS.pop(_env_key(self.path), None) if (self.path / "data.mdb").exists() else None
+        if held is not None:
+            held[1].close()
         self._env = None
 
     def keys(self) -> list[str]:
@@ -289,10 +312,20 @@ class LmdbReader:
     def raw(self, key: str) -> bytes:
         """The stored safetensors bytes of ``key``."""
         with self.env.begin(buffers=True) as txn:
-            buf = txn.get(key.encode())
-            if buf is None:
-                raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
-            return bytes(buf)
+            return bytes(self._value(txn, key))
+
+    def _value(self, txn, key: str):
+        buf = txn.get(key.encode())
+        if buf is None:
+            raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
+        return buf
+
+    @contextmanager
+    def views(self):
+        """One read transaction: yields ``get(key) -> {band: read-only array}``, views of the mapped
+        file (no copy) valid inside the ``with`` only. A missing key raises :class:`ReaderError`."""
+        with self.env.begin(buffers=True) as txn:
+            yield lambda key: safetensors_views(self._value(txn, key))
 
     def get(self, key: str) -> dict[str, np.ndarray]:
         """The arrays stored under one key (an S2 patch_id, an s1_name or ``<patch_id>_reference_map``)."""
@@ -308,10 +341,7 @@ class LmdbReader:
         out: dict[str, np.ndarray] = {}
         with self.env.begin(buffers=True) as txn:
             for key in keys:
-                buf = txn.get(key.encode())
-                if buf is None:
-                    raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
-                values = load(bytes(buf))
+                values = load(bytes(self._value(txn, key)))
                 if key.endswith("_reference_map") and key != patch_id:
                     values = {REFERENCE_MAP: values[MAP_BAND]}
                 out.update(values)

@@ -1,16 +1,21 @@
 """``BENDataset``: a torch ``Dataset`` over a dataset's LMDB, Zarr store or GeoTIFF layout (docs/torch.md).
 
 Rows are those of both metadata files, sorted by patch_id, filtered by split and by the snow / cloud
-flags. Each sample is built from the numpy arrays of :mod:`rsprep.formats.readers`: the S2 bands
-upsampled to 120 × 120 with :func:`rsprep.core.kernels.to_side` (as the stack stage does), stacked in
-``band_order``, then VV and VH (zeros for patches without an S1 partner), normalised with the
-``loader`` figures of ``stats.json``. torch is imported in the constructor only.
+flags. Samples are built a batch at a time (``__getitems__``, what a ``DataLoader`` calls; ``ds[i]``
+is a batch of one) from the arrays of :mod:`rsprep.formats.readers` (from LMDB: zero-copy views in
+one read transaction): the S2 bands upsampled to 120 × 120 as the stack stage does
+(:func:`rsprep.core.kernels.resample.to_side_into`, the bands of one native size of the whole batch
+in one call), stacked in ``band_order``, then VV and VH (zeros for patches without an S1 partner),
+normalised in place with the ``loader`` figures of ``stats.json``. torch is imported in the
+constructor only. Safe with every DataLoader start method, ``fork`` after the parent has read included.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsprep.core import kernels
 from rsprep.core.bands import SPECTRAL_BANDS
+from rsprep.core.kernels.resample import to_side_into
 from rsprep.core.nomenclature import BEN19
-from rsprep.core.values import S1_BANDS
+from rsprep.core.values import MAP_BAND, REFERENCE_MAP, S1_BANDS, map_key
 from rsprep.errors import InputNotFoundError, InvalidParameterError, RsprepError
 from rsprep.formats.readers import LmdbReader, TiffReader, ZarrReader
 from rsprep.formats.sources import read_metadata
@@ -120,16 +125,6 @@ def _stats_arrays(
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-def _one_thread_in_worker(torch) -> None:
-    """In a DataLoader worker, run the numba kernels on one thread, as torch does its own: with
-    several workers, each worker's OpenMP threads would compete for the same cores."""
-    if torch.utils.data.get_worker_info() is not None:
-        import numba
-
-        if numba.get_num_threads() != 1:
-            numba.set_num_threads(1)
-
-
 class BENDataset:
     """Samples ``{"image", "labels"[, "reference_map"][, "patch_id"]}`` of a dataset (docs/torch.md)."""
 
@@ -166,6 +161,7 @@ class BENDataset:
         self._labels = self._multi_hot(table.column("labels").to_pylist(), noise)
         self._reader = _reader(self.root, self.format)
         self._s1 = any(b in S1_BANDS for b in self.band_names)
+        self._pid = os.getpid()
         self.mean = self.std = None
         if normalize:
             figures = _stats_arrays(self.root, stats, self.resampling, self.band_names)
@@ -211,49 +207,91 @@ class BENDataset:
     def __len__(self) -> int:
         return len(self.patch_ids)
 
+    def _parallel(self) -> bool:
+        """numba threads only in the process that built the dataset and outside DataLoader workers:
+        GNU OpenMP aborts a forked child of a process that used it, and each worker has its core."""
+        import torch
+
+        return os.getpid() == self._pid and torch.utils.data.get_worker_info() is None
+
+    @contextmanager
+    def _source(self):
+        """Yields ``arrays(i)`` for rows of one batch: from LMDB, views in one read transaction."""
+        if not isinstance(self._reader, LmdbReader):
+            yield self._arrays
+            return
+        with self._reader.views() as get:
+
+            def arrays(i: int) -> dict[str, np.ndarray]:
+                pid, s1_name = self.patch_ids[i], self.s1_names[i] if self._s1 else None
+                out = dict(get(pid))
+                if s1_name is not None:
+                    out.update(get(s1_name))
+                if self.return_map:
+                    out[REFERENCE_MAP] = get(map_key(pid))[MAP_BAND]
+                return out
+
+            yield arrays
+
     def _arrays(self, i: int) -> dict[str, np.ndarray]:
         pid, s1_name = self.patch_ids[i], self.s1_names[i] if self._s1 else None
         if isinstance(self._reader, ZarrReader):
             return self._reader.patch(pid, s1=self._s1 and s1_name is not None, reference_map=self.return_map)
         return self._reader.patch(pid, s1_name, reference_map=self.return_map)
 
-    def _image(self, arrays: dict[str, np.ndarray], i: int) -> np.ndarray:
-        has_s1 = self.s1_names[i] is not None
-        image = np.zeros((len(self.band_names), SIDE, SIDE), np.float32)
-        by_size: dict[tuple, list[int]] = {}
-        for c, band in enumerate(self.band_names):
-            if band in S1_BANDS:
-                if has_s1:
-                    image[c] = arrays[band]
-            else:
-                by_size.setdefault(arrays[band].shape, []).append(c)
-        # the bands of one native size go through to_side together (each band is one "patch" to it)
-        for channels in by_size.values():
-            native = np.stack([arrays[self.band_names[c]] for c in channels])
-            image[channels] = kernels.to_side(native, SIDE, self.resampling, nodata=0)
-        return image
+    def _batch(self, rows: list[int], normalize: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(B, C, 120, 120) float32 images of ``rows`` and their maps (when ``return_map``): the
+        bands of one native size of all rows upsampled together, written in place."""
+        image = np.zeros((len(rows), len(self.band_names), SIDE, SIDE), np.float32)
+        groups: dict[tuple, tuple[list, list, list]] = {}
+        maps = []
+        with self._source() as arrays:
+            for b, i in enumerate(rows):
+                values = arrays(i)
+                for c, band in enumerate(self.band_names):
+                    if band in S1_BANDS:
+                        if self.s1_names[i] is not None:
+                            image[b, c] = values[band]
+                    elif values[band].shape[-1] == SIDE:
+                        image[b, c] = values[band]
+                    else:
+                        group = groups.setdefault(values[band].shape, ([], [], []))
+                        for part, v in zip(group, (values[band], b, c), strict=True):
+                            part.append(v)
+                if self.return_map:
+                    maps.append(values[REFERENCE_MAP].astype(np.int64))
+            for native, bs, cs in groups.values():
+                slots = (np.asarray(bs), np.asarray(cs))
+                to_side_into(np.stack(native), image, slots, self.resampling, 0, parallel=self._parallel())
+        if normalize and self.mean is not None:
+            image -= self.mean[:, None, None]
+            image /= self.std[:, None, None]
+        return image, maps
 
     def raw_image(self, i: int) -> np.ndarray:
         """The un-normalised (C, 120, 120) float32 image of row ``i`` (numpy)."""
-        return self._image(self._arrays(i), i)
+        return self._batch([i], normalize=False)[0][0]
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The samples of a batch (what a ``DataLoader`` fetches): read in one pass, upsampled together."""
         import torch
 
-        _one_thread_in_worker(torch)
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} is out of range for {len(self)} samples")
-        i %= len(self)
-        arrays = self._arrays(i)
-        image = self._image(arrays, i)
-        if self.mean is not None:
-            image = (image - self.mean[:, None, None]) / self.std[:, None, None]
-        out: dict[str, Any] = {
-            "image": torch.from_numpy(image),
-            "labels": torch.from_numpy(self._labels[i].copy()),
-        }
-        if self.return_map:
-            out["reference_map"] = torch.from_numpy(arrays["reference_map"].astype(np.int64))
-        if self.return_id:
-            out["patch_id"] = self.patch_ids[i]
-        return out
+        n = len(self)
+        for i in indices:
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of range for {n} samples")
+        rows = [i % n for i in indices]
+        image, maps = self._batch(rows, normalize=True)
+        images, labels = torch.from_numpy(image), torch.from_numpy(self._labels[rows])
+        samples = []
+        for b, i in enumerate(rows):
+            out: dict[str, Any] = {"image": images[b], "labels": labels[b]}
+            if self.return_map:
+                out["reference_map"] = torch.from_numpy(maps[b])
+            if self.return_id:
+                out["patch_id"] = self.patch_ids[i]
+            samples.append(out)
+        return samples
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
