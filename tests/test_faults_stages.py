@@ -141,6 +141,7 @@ def test_negative_worker_counts_are_refused_by_every_command(tmp_path):
         "reference": ["--clc", missing, "--work", missing],
         "convert": ["lmdb", missing],
         "smoke-train": [missing],
+        "build": ["demo", "--s2", missing, "--clc", missing, "--out", missing],
     }
     assert _commands_with_workers() == sorted(args)
     runner = CliRunner()
