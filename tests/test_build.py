@@ -288,3 +288,33 @@ def test_default_workers_and_thread_caps():
     with thread_caps(3):
         assert all(os.environ[k] == "3" for k in THREAD_VARIABLES)
     assert {k: os.environ.get(k) for k in THREAD_VARIABLES} == before
+
+
+def test_the_plan_uses_only_public_stage_helpers():
+    """The build asks the stages' own up-to-date questions through their public functions."""
+    import re
+
+    from rsprep.stages import patch, reference
+
+    build_dir = Path(__file__).parents[1] / "rsprep" / "build"
+    private = re.compile(r"from rsprep\.stages[\w.]* import [^\n]*\b_\w+|rsprep\.stages\.\w+\._\w+")
+    assert not [p.name for p in build_dir.glob("*.py") if private.search(p.read_text())]
+    for fn in (patch.stored_result, patch.usable_band_files, reference.parameters, reference.inputs_digest):
+        assert fn.__doc__ and not fn.__name__.startswith("_")
+
+
+def test_split_options_type_their_own_numbers():
+    """A recipe, `rsprep metadata` (defaults) and `rsprep split` (floats) give the same split options."""
+    from dataclasses import asdict
+
+    from rsprep.core.splits import SplitOptions
+
+    recipe = load_recipe("demo").split_options()
+    for options in (SplitOptions(), SplitOptions(patch_size=1200.0, tile_size=109_800.0), recipe):
+        assert type(options.patch_size) is float and type(options.tile_size) is float
+        assert type(options.seed) is int and type(options.buffer) is int and type(options.block_km) is float
+    assert json.dumps(asdict(SplitOptions(patch_size=1200, seed=3.0))) == json.dumps(
+        asdict(SplitOptions(patch_size=1200.0, seed=3))
+    )
+    assert SplitOptions(patch_size=1200.5).patch_size == 1200.5 and SplitOptions(seed=1.5).seed == 1.5
+    assert not hasattr(__import__("rsprep.build.steps", fromlist=["_"]), "_typed")

@@ -169,7 +169,7 @@ def test_label_rule_band_orders_and_provenance(carded, full_dataset):
     for stage in build["stages"]:
         assert f"### {stage}\n" in text
     assert "seconds" not in text
-    work = ds.work_store(root)  # recorded relative to the dataset
+    work = ds.recorded_path(ds.work_store(root), root)  # shown as build.json records it: relative
     products = md_table(text, f"### Products of the work store `{work}`")
     want = {
         f"`{s.name}`": "passed"

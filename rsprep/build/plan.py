@@ -127,7 +127,7 @@ def _product_entries(recipe, product: Path, plan: Plan, failed: dict) -> list[En
 
 
 def _patch_status(recipe, product: Path, plan: Plan) -> tuple[str, str, TileStore | None]:
-    from rsprep.stages.patch import _stored_result, _usable_band_files
+    from rsprep.stages.patch import stored_result, usable_band_files
 
     opts = recipe.patch_options()
     try:
@@ -136,12 +136,12 @@ def _patch_status(recipe, product: Path, plan: Plan) -> tuple[str, str, TileStor
         if pr.level == "L1C":
             return TODO, "L1C: sen2cor's output is checked when the build runs", None
         dest = plan.work / pr.patch_prefix
-        fp = fingerprint_files(pr.source_files(_usable_band_files(pr, opts)))
+        fp = fingerprint_files(pr.source_files(usable_band_files(pr, opts)))
     except (RsprepError, OSError) as exc:
         return TODO, f"the product cannot be read now: {exc}", None
     if not (dest / MANIFEST).is_file():
         return TODO, "not patched yet", None
-    if _stored_result(dest, opts.to_dict(), fp["digest"]) is None:
+    if stored_result(dest, opts.to_dict(), fp["digest"]) is None:
         return TODO, "input, parameters or rsprep version changed", None
     return CURRENT, "", TileStore.open(dest)
 
@@ -166,17 +166,11 @@ def _store_status(recipe, stage: str, store: TileStore, plan: Plan) -> tuple[str
         if not opts.skip_bad and (store.stage("s1") or {}).get("excluded"):
             return TODO, "bad S1 scenes were left out before"
     else:
-        from rsprep.stages.reference import _inputs_digest
+        from rsprep.stages import reference
 
-        opts, source = recipe.reference_options(), plan.clc
-        nomenclature = opts.validate()
-        params = {
-            "clc": source.describe(),
-            "clc_crs": source.crs,
-            "nomenclature": nomenclature.name,
-            "max_unlabeled": opts.max_unlabeled,
-        }
-        inputs = _inputs_digest(store.grid, bool(store.product.get("quality_passed", True)), source)
+        source = plan.clc
+        params = reference.parameters(source, recipe.reference_options())
+        inputs = reference.inputs_digest(store.grid, bool(store.product.get("quality_passed", True)), source)
         outputs = [REFERENCE_ARRAYS, LABELS_TABLE]
     if store.stage(stage) is None:
         return TODO, f"no {stage} yet"

@@ -37,12 +37,11 @@ def run_step(name: str, recipe, inp: StepInputs, progress: Progress | None) -> N
         from rsprep.stages.metadata import build_metadata
 
         options = recipe.metadata_options(countries=inp.countries, v1=inp.v1)
-        options = replace(options, split=_typed(options.split, _integral))
         build_metadata(inp.work, inp.dataset, options, overwrite=True)
     elif section == "split":
         from rsprep.stages.split import split_target
 
-        split_target(inp.dataset, _typed(recipe.split_options(), float), overwrite=True)
+        split_target(inp.dataset, recipe.split_options(), overwrite=True)
     elif section == "noise":
         _noise(recipe, inp, name)
     elif section == "convert":
@@ -60,16 +59,6 @@ def run_step(name: str, recipe, inp: StepInputs, progress: Progress | None) -> N
         make_card(inp.dataset, CardOptions(countries=inp.countries), overwrite=True, progress=progress)
     elif section == "validate":
         _validate(inp.dataset, recipe.outputs.validation)
-
-
-def _integral(value: float) -> float:
-    return int(value) if float(value).is_integer() else value
-
-
-def _typed(split, kind):
-    """``split`` with its sizes typed as the single-stage commands type them (``rsprep metadata``: the
-    defaults, integers; ``rsprep split``: floats), so the options recorded in the dataset read the same."""
-    return replace(split, patch_size=kind(split.patch_size), tile_size=kind(split.tile_size))
 
 
 def _noise(recipe, inp: StepInputs, step: str) -> None:

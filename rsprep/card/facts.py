@@ -204,12 +204,17 @@ def _seasons_from_ids(ids: pa.ChunkedArray) -> np.ndarray:
     return lut[np.clip(month, 0, 12)]
 
 
+#: build.json facts about one run, not about the data (an interrupted conversion resumed shows
+#: ``resumed_tasks``): left out of the card, so a resumed build gives the bytes of an uninterrupted one.
+RUN_ONLY = {"seconds", "resumed_tasks"}
+
+
 def _provenance(view: DatasetView) -> dict[str, Any] | None:
     """build.json without wall-clock seconds, and each work-store product's stages and quality."""
     if not view.build:
         return None
     stages = {
-        name: {k: v for k, v in rec.items() if k != "seconds"}
+        name: {k: _recorded(k, v, view.root) for k, v in rec.items() if k not in RUN_ONLY}
         for name, rec in sorted(view.build.get("stages", {}).items())
     }
     out: dict[str, Any] = {"rsprep_version": view.build.get("rsprep_version"), "stages": stages}
@@ -222,8 +227,16 @@ def _provenance(view: DatasetView) -> dict[str, Any] | None:
         except (OSError, ValueError):
             stores = []
         out["products"] = [_product(s) for s in stores]
-    out["work"] = str(view.work) if view.work is not None else None
+    out["work"] = ds.recorded_path(view.work, view.root) if view.work is not None else None
     return out
+
+
+def _recorded(key: str, value: Any, root: Path) -> Any:
+    """A build.json path (``path``, ``source_path``, ``work``) as the card shows it: relative to the
+    dataset folder where it lies inside or beside it, so the card does not depend on where it was built."""
+    if (key == "work" or key.endswith("path")) and isinstance(value, str) and Path(value).is_absolute():
+        return ds.recorded_path(value, root)
+    return value
 
 
 def _product(store) -> dict[str, Any]:

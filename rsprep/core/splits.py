@@ -50,6 +50,16 @@ class SplitOptions:
     tile_size: float = TILE_SIZE_M  # used when the table has no tile_size_m column
     crs: str = "auto"
 
+    def __post_init__(self) -> None:
+        """Give every number its field's type (1200 → 1200.0 for the sizes, 1.0 → 1 for the seed), so
+        options made by a recipe, a CLI command or the defaults record the same JSON."""
+        for name, kind in (("block_km", float), ("patch_size", float), ("tile_size", float)):
+            _coerce(self, name, kind)
+        for name in ("seed", "buffer"):
+            _coerce(self, name, int)
+        if isinstance(self.fractions, (list, tuple)) and all(_is_number(f) for f in self.fractions):
+            object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InvalidParameterError(f"split method {self.method!r} is not one of {', '.join(METHODS)}")
@@ -65,6 +75,17 @@ class SplitOptions:
                 f"patch size {self.patch_size} m and tile size {self.tile_size} m: "
                 "both must be positive and the tile at least one patch wide"
             )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coerce(options: SplitOptions, name: str, kind: type) -> None:
+    """Set the number ``options.<name>`` to ``kind`` where it keeps the value (validate() reports others)."""
+    value = getattr(options, name)
+    if _is_number(value) and kind(value) == value:
+        object.__setattr__(options, name, kind(value))
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

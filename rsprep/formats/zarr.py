@@ -116,13 +116,13 @@ def _create(path: Path, source: Source, n: int, options: ConvertOptions, shard: 
     import zarr
 
     root = zarr.open_group(
-        path, mode="w", zarr_format=3, attributes=_root_attributes(source, n, options, classes)
+        path, mode="w", zarr_format=3, attributes=_root_attributes(source, n, options, classes, path)
     )
     _create_images(root, n, source.patch_size, options, shard)
     _write_columns(root, source, n, options, classes)
 
 
-def _root_attributes(source: Source, n: int, options: ConvertOptions, classes) -> dict:
+def _root_attributes(source: Source, n: int, options: ConvertOptions, classes, path: Path) -> dict:
     """The root group's attributes (format, patch count, bands, classes, source)."""
     p = source.patch_size
     return {
@@ -139,8 +139,21 @@ def _root_attributes(source: Source, n: int, options: ConvertOptions, classes) -
         "class_order": options.class_order,
         "nomenclature": "BEN-19",
         "compressor": options.compressor,
-        "source": source.describe(),
+        "source": _source_attributes(source, path),
     }
+
+
+def _source_attributes(source: Source, path: Path) -> dict:
+    """``source.describe()``; for a store inside the dataset folder (``DATASET/zarr/dataset.zarr``) its
+    paths are relative to that folder (``.``, ``../work``: :func:`rsprep.store.dataset.recorded_path`),
+    so the store's bytes do not depend on where the dataset was built or moved."""
+    described = source.describe()
+    root = Path(source.root)
+    if Path(path).resolve().is_relative_to(root.resolve()):
+        described["path"] = ds.recorded_path(root, root)
+        if described.get("work"):
+            described["work"] = ds.recorded_path(described["work"], root)
+    return described
 
 
 def _create_images(root, n: int, p: int, options: ConvertOptions, shard: int) -> None:

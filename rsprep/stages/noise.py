@@ -115,8 +115,11 @@ def _make(
             }
         )
         flips = _flip_log(labels.table.column("patch_id"), labels.clean_all, noisy_all, labels.classes)
-        report = nw.report(options, name, labels, result, flips, maps_written)
-        report["outputs"] = {k: str(p) for k, p in paths.items() if k != "maps" or maps_written}
+        dataset = Path(target) if Path(target).is_dir() else Path(source).parent
+        report = nw.report(options, name, labels, result, flips, maps_written, dataset=dataset)
+        report["outputs"] = {
+            k: ds.recorded_path(p, dataset) for k, p in paths.items() if k != "maps" or maps_written
+        }
         for key, tab in (("labels", out), ("flips", flips)):
             nw.checked(paths[key], lambda t=tab, k=key: nw.write_parquet(t, temp[k]))
         text = json.dumps(report, indent=2, sort_keys=True) + "\n"

@@ -168,17 +168,23 @@ def report(
     result: NoiseResult,
     flips: pa.Table,
     maps: dict[str, Any] | None,
+    *,
+    dataset: Path,
 ) -> dict[str, Any]:
+    """The variant's JSON report; its paths relative to the ``dataset`` folder where they lie inside or
+    beside it (:func:`rsprep.store.dataset.recorded_path`), else absolute."""
     n = len(labels.target_rows)
     opts = asdict(options)
-    opts["matrix"] = str(Path(options.matrix).resolve()) if options.matrix else None
+    opts["matrix"] = ds.recorded_path(options.matrix, dataset) if options.matrix else None
+    if maps is not None:
+        maps = {**maps, "path": ds.recorded_path(maps["path"], dataset)}
     return {
         "name": name,
         "rsprep_version": __version__,
         "configuration": opts,
         "seed": options.seed,
         "input": {
-            "path": str(Path(labels.source).resolve()),
+            "path": ds.recorded_path(labels.source, dataset),
             "sha256": _file_hash(Path(labels.source)),
             "rows": labels.table.num_rows,
         },

@@ -119,13 +119,13 @@ def patch_product(
         _verify_now(downloaded, opts)  # before sen2cor reads it; sen2cor's own output is ours
     pr, note = read_l2a_product(product, work=out, sen2cor=sen2cor, progress=say)
     notes = [note] if note else []
-    files = _usable_band_files(pr, opts)
+    files = usable_band_files(pr, opts)
     grid = pr.tile_grid(opts.patch_size)
     dest = out / pr.patch_prefix
     fp = fingerprint_files(pr.source_files(files))
     params = opts.to_dict()
     if not force and (dest / MANIFEST).is_file():
-        stored = _stored_result(dest, params, fp["digest"])
+        stored = stored_result(dest, params, fp["digest"])
         if stored is not None:
             patches, valid = stored
             return _result(product, SKIPPED, dest, patches, valid, t0, [UNCHANGED])
@@ -153,8 +153,15 @@ def _verify_now(pr, opts: PatchOptions) -> None:
         raise integrity_error(pr, checked.problems)
 
 
-def _usable_band_files(pr, opts: PatchOptions) -> list:
-    """The band files to patch: the selected bands and SCL of a UTM tile, all present at 10, 20 or 60 m."""
+def usable_band_files(pr, opts: PatchOptions) -> list:
+    """The band files :func:`patch_product` cuts from ``pr``: the selected bands and SCL of a UTM tile.
+
+    Their fingerprint is the stage's input digest (with :func:`stored_result`, the up-to-date rule).
+
+    Raises:
+        InvalidProductError: not a UTM tile, or a band at another resolution than 10, 20 or 60 m.
+        RsprepError: a selected band (or SCL) is missing.
+    """
     if not pr.is_utm:
         raise InvalidProductError(
             f"{pr.path}: CRS {pr.crs_name or ''} (EPSG:{pr.epsg}) is not UTM; "
@@ -167,8 +174,14 @@ def _usable_band_files(pr, opts: PatchOptions) -> list:
     return files
 
 
-def _stored_result(dest: Path, params: dict[str, Any], inputs_digest: str) -> tuple[int, int] | None:
-    """(patches, valid) of the store at ``dest`` when it is current, else None (it is rebuilt)."""
+def stored_result(dest: Path, params: dict[str, Any], inputs_digest: str) -> tuple[int, int] | None:
+    """(patches, valid) of the store at ``dest`` when its patch stage is current, else None.
+
+    Current: the manifest records ``params`` (:meth:`PatchOptions.to_dict`), ``inputs_digest`` (the
+    fingerprint of :func:`usable_band_files`) and this rsprep version. An unreadable or old store
+    gives None (it is rebuilt). :func:`patch_product` skips a current store; the build plan asks
+    the same question without writing anything.
+    """
     try:
         store = TileStore.open(dest)
         if store.is_current(STAGE, params, inputs_digest):

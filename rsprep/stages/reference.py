@@ -84,14 +84,9 @@ def reference_store(
     nomenclature = opts.validate()
     store.require_stage("patch", "run `rsprep patch` first")
     grid = store.grid
-    params = {
-        "clc": source.describe(),
-        "clc_crs": source.crs,
-        "nomenclature": nomenclature.name,
-        "max_unlabeled": opts.max_unlabeled,
-    }
+    params = parameters(source, opts)
     quality_passed = bool(store.product.get("quality_passed", True))
-    inputs = _inputs_digest(grid, quality_passed, source)
+    inputs = inputs_digest(grid, quality_passed, source)
     rec = store.stage(STAGE)
     outputs_there = (store.path / REFERENCE_ARRAYS).is_dir() and (store.path / LABELS_TABLE).is_file()
     if not force and outputs_there and store.is_current(STAGE, params, inputs):
@@ -117,8 +112,27 @@ def reference_store(
     return _result(store, DONE, grid.count, t0, {"labeled": labeled, "polygons": n_polygons}, warnings)
 
 
-def _inputs_digest(grid: TileGrid, quality_passed: bool, source: ClcSource) -> str:
-    """The digest of what the stored result depends on besides the parameters (grid, quality, CLC files)."""
+def parameters(source: ClcSource, options: ReferenceOptions) -> dict:
+    """The parameters the reference stage records for ``source`` and ``options`` (its up-to-date rule).
+
+    Raises:
+        InvalidParameterError: an unknown nomenclature or a ``max_unlabeled`` outside [0, 1].
+    """
+    return {
+        "clc": source.describe(),
+        "clc_crs": source.crs,
+        "nomenclature": options.validate().name,
+        "max_unlabeled": options.max_unlabeled,
+    }
+
+
+def inputs_digest(grid: TileGrid, quality_passed: bool, source: ClcSource) -> str:
+    """The digest of what a stored result depends on besides :func:`parameters`: the tile grid,
+    whether the product passed the quality check, and the fingerprint of the CLC files.
+
+    :func:`reference_store` skips a store whose record holds both (and this rsprep version); the
+    build plan asks the same question without writing anything.
+    """
     return digest(
         {
             "grid": grid.to_dict(),

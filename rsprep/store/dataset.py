@@ -152,6 +152,25 @@ def relative_work(work: Path, dataset: Path) -> str:
         return str(Path(work).resolve())
 
 
+def recorded_path(target: Path | str, dataset: Path | str) -> str:
+    """How an output records the path ``target``: relative to the dataset folder where ``target`` lies
+    inside it or beside it (under its parent folder: ``lmdb``, ``../work``), so a dataset moved with
+    its work store still finds both and its bytes do not depend on where it was built; else absolute.
+    :func:`resolve_recorded` reads it back."""
+    import os
+
+    target, folder = Path(target).resolve(), Path(dataset).resolve()
+    if not target.is_relative_to(folder.parent):
+        return str(target)
+    return os.path.relpath(target, folder)
+
+
+def resolve_recorded(value: str, dataset: Path | str) -> Path:
+    """The path a :func:`recorded_path` value names: a relative one against the dataset folder."""
+    path = Path(value)
+    return path if path.is_absolute() else (Path(dataset).resolve() / path).resolve()
+
+
 def record_build(dataset: Path, stage: str, record: dict[str, Any], *, fresh: bool = False) -> None:
     """Add (or replace) one stage's record in ``build.json``, atomically.
 
