@@ -240,3 +240,36 @@ def test_zero_gaps_removes_every_byte_lmdb_never_writes(tmp_path):
     assert data.read_bytes() == clean
     with lmdb.open(str(dst), readonly=True, lock=False, subdir=True) as env, env.begin() as txn:
         assert {k: bytes(v) for k, v in txn.cursor()} == values
+
+
+@pytest.mark.parametrize("retries", [0, 6])
+def test_a_full_map_grows_and_the_unit_is_written_again(tmp_path, monkeypatch, retries):
+    """Where the room estimate falls short (middle inserts copy page paths), MDB_MAP_FULL does not
+    fail the build: the map grows and the aborted transaction is written again."""
+    from rsprep.formats import lmdb as writer
+
+    real = writer._pages_needed
+    monkeypatch.setattr(writer, "_pages_needed", lambda values, psize: max(1, real(values, psize) // 8))
+    monkeypatch.setattr(writer, "_MAP_RETRIES", retries)
+
+    class Log:
+        path, done = tmp_path, set()
+
+        def log(self, unit):
+            self.done.add(unit)
+
+    env, psize, last = writer._open_build_env(tmp_path)
+    state, rng = {"last": last}, np.random.default_rng(0)
+    units = [sorted((f"S1_{i:05d}_{u}".encode(), rng.bytes(3000)) for i in range(3000)) for u in range(2)]
+    try:
+        if retries == 0:  # the short estimate alone fills the map
+            with pytest.raises(writer.ConvertError, match="MDB_MAP_FULL"):
+                writer._write_unit(env, psize, state, Log(), 0, units[0])
+            return
+        for u, values in enumerate(units):
+            writer._write_unit(env, psize, state, Log(), u, values)
+        with env.begin() as txn:
+            assert txn.stat()["entries"] == 6000
+            assert all(bytes(txn.get(k)) == v for u in units for k, v in u)
+    finally:
+        env.close()

@@ -119,23 +119,45 @@ def _open_build_env(path: Path):
 
 
 def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, values) -> None:
-    """Write one unit's sorted values in one transaction (appending past the last key) and log it."""
+    """Write one unit's sorted values in one transaction (appending past the last key) and log it.
+
+    A value that sorts before the last key (S1 names of two tiles interleave) is inserted in the
+    middle and copies its page path, which :func:`_pages_needed` may not cover: a full map then
+    grows (doubling the room) and the aborted transaction is written again. The build's map size is
+    not part of the output (the compacting copy sets its own).
+    """
     import lmdb
 
+    room, last = _pages_needed(values, psize) * psize, state["last"]
     try:
-        _ensure_room(env, _pages_needed(values, psize) * psize)
-        with env.begin(write=True) as txn:
-            for k, v in values:
-                append = state["last"] is None or k > state["last"]
-                txn.put(k, v, append=append)
-                if append:
-                    state["last"] = k
+        for attempt in range(_MAP_RETRIES + 1):
+            _ensure_room(env, room << attempt)
+            try:
+                with env.begin(write=True) as txn:
+                    for k, v in values:
+                        append = state["last"] is None or k > state["last"]
+                        txn.put(k, v, append=append)
+                        if append:
+                            state["last"] = k
+                break
+            except lmdb.MapFullError:
+                state["last"] = last  # the transaction was aborted
+                if attempt == _MAP_RETRIES:
+                    raise
     except lmdb.Error as exc:
+        fix = (
+            "the map could not grow enough (please report it)"
+            if isinstance(exc, lmdb.MapFullError)
+            else "free disk space"
+        )
         raise ConvertError(
             f"writing {build.path / 'data.mdb'} failed ({exc}); {len(build.done)} unit(s) are kept, "
-            "free disk space and run the same command again to resume"
+            f"{fix} and run the same command again to resume"
         ) from exc
     build.log(unit)
+
+
+_MAP_RETRIES = 6  # a full map grows to 2**6 times the estimated room before it is an error
 
 
 def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
