@@ -9,7 +9,9 @@ Reference_Maps/<patch_id minus _x_y>/<patch_id>/<patch_id>_reference_map.tif  ui
 
 
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
-uncompressed; reference maps: uint16, nodata 0, DEFLATE with horizontal differencing (predictor 2).
+uncompressed, StripByteCounts typed LONG as in the official (BigEarthNet v1.0) files
+(:mod:`rsprep.formats.tiff_long_counts`); reference maps: uint16, nodata 0, DEFLATE with horizontal
+differencing (predictor 2).
 Each patch folder is written under a temporary name and renamed, so it holds exactly its band files;
 every band file is checked after GDAL closes it (GDAL only logs a failed write: a full disk would leave
 a short file behind). The three layout folders are built in ``.rsprep-tiff.partial`` inside the output
@@ -43,6 +45,7 @@ from rsprep.formats.resumable import (
     run_ordered,
     say_log,
 )
+from rsprep.formats.tiff_long_counts import widen_strip_byte_counts
 from rsprep.store import dataset as ds
 from rsprep.store.atomic import building, write_json_atomic
 
@@ -145,6 +148,9 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
             ) as dst:
                 dst.write(arr, 1)
             check_written(tmp / rel.name, folder / rel.name)
+            if group == "s1":  # typed as the official (v1) S1 files are; checked again after
+                widen_strip_byte_counts(tmp / rel.name)
+                check_written(tmp / rel.name, folder / rel.name)
 
 
 def check_written(path: Path, name: Path) -> None:
