@@ -51,6 +51,7 @@ class Plan:
     prefixes: dict[str, str] = field(default_factory=dict)  # product -> its store name
     discovery: Any = None  # the S1 scenes (found once)
     clc: Any = None  # the opened CLC source
+    input_list: Any = None  # the products against the recipe's input list (rsprep.build.input_list)
 
     def to_do(self) -> int:
         return sum(e.status != CURRENT for es in [*self.entries.values(), self.steps] for e in es)
@@ -58,6 +59,7 @@ class Plan:
     def lines(self) -> list[str]:
         """The plan as text: one line per product and stage, then the dataset-wide steps."""
         out = [f"plan: {len(self.products)} product(s); work store {self.work}; dataset {self.dataset}"]
+        out += self.input_list.lines() if self.input_list is not None else []
         for product, entries in self.entries.items():
             out.append(f"  {Path(product).name}")
             out += [f"    {e.stage:<10} {e.status:<13} {e.reason}".rstrip() for e in entries]

@@ -66,6 +66,7 @@ class Recipe(BaseModel):
     outputs: Outputs = Field(default_factory=Outputs, description="Output formats and closing steps.")
 
     _origin: str = PrivateAttr("recipe")
+    _folder: Path | None = PrivateAttr(None)  # the recipe file's folder (for inputs.product_list)
 
     @model_validator(mode="after")
     def _across_sections(self) -> Recipe:
@@ -141,7 +142,14 @@ class Recipe(BaseModel):
         raw = self.resolved()
         for path, value in values.items():
             set_path(raw, path, value, Recipe, origin=self._origin)
-        return _validate(raw, self._origin, lines={}, overridden={p: "an option" for p in values})
+        recipe = _validate(raw, self._origin, lines={}, overridden={p: "an option" for p in values})
+        recipe._folder = self._folder
+        return recipe
+
+    def product_list_path(self) -> Path | None:
+        """The input list (``inputs.product_list``, relative to the recipe file), or None."""
+        name = self.inputs.product_list
+        return None if name is None else (self._folder or Path.cwd()) / name
 
 
 def _fail(path: str, message: str) -> None:
@@ -183,7 +191,9 @@ def load_recipe(source: str | Path, sets: Sequence[str] = ()) -> Recipe:
             raise RecipeError(f"recipe {path.name}: --set {item!r}: the value is no YAML ({exc})") from None
         set_path(raw, key.strip(), value, Recipe, origin=f"recipe {path.name}: --set")
         overridden[key.strip()] = f"--set {key.strip()}"
-    return _validate(raw, f"recipe {path.name}", lines=lines, overridden=overridden)
+    recipe = _validate(raw, f"recipe {path.name}", lines=lines, overridden=overridden)
+    recipe._folder = path.resolve().parent
+    return recipe
 
 
 def _resolve_files(raw: dict[str, Any], base: Path) -> None:

@@ -77,6 +77,13 @@ class Inputs(Section):
     s1: bool = Field(True, description="Sentinel-1 scenes are required (`--s1`); false: no s1 stage runs.")
     countries: bool = Field(False, description="A country polygon file is required (`--countries`).")
     v1: bool = Field(False, description="BigEarthNet v1 tables are required (`--v1`, for s2v1_name).")
+    product_list: str | None = Field(
+        None,
+        min_length=1,
+        description="The products the dataset is made of: a CSV file (name, product_id, sha256), relative "
+        "to the recipe file; `rsprep build` reports the missing ones and refuses others unless "
+        "`--allow-extra` (reben: reben-inputs.csv).",
+    )
 
 
 class PatchSection(Section):

@@ -20,6 +20,7 @@ from typing import Any
 
 from rsprep.build import record as rec
 from rsprep.build.executor import LocalExecutor, run_all, threads_per_worker
+from rsprep.build.input_list import check_inputs
 from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
 from rsprep.build.products import find_products
 from rsprep.build.steps import StepInputs, run_step
@@ -80,8 +81,13 @@ def input_fingerprints(products, s1, clc, countries, v1) -> dict[str, Any]:
     }
 
 
-def prepare(recipe, *, s2, s1, clc, countries=None, v1=None, out: Path) -> tuple[Plan, dict]:
-    """The plan and the input fingerprints of a build (nothing is written: ``--dry-run``)."""
+def prepare(
+    recipe, *, s2, s1, clc, countries=None, v1=None, out: Path, allow_extra=False, verify_inputs=False
+) -> tuple[Plan, dict]:
+    """The plan and the input fingerprints of a build (nothing is written: ``--dry-run``).
+
+    ``allow_extra``, ``verify_inputs``: the input-list check (:mod:`rsprep.build.input_list`).
+    """
     need = recipe.inputs
     for flag, given, option in (
         (need.s1, s1, "--s1 DIR"),
@@ -94,8 +100,11 @@ def prepare(recipe, *, s2, s1, clc, countries=None, v1=None, out: Path) -> tuple
             )
     s1 = s1 if need.s1 else None  # a recipe without S1 runs no s1 stage
     products = find_products(s2, need.s2_level)
+    listed = check_inputs(recipe, products, allow_extra=allow_extra, verify=verify_inputs)
     inputs = input_fingerprints(products, s1, clc, countries, v1)
     plan = make_plan(recipe, products, Path(out), s1=s1, clc=clc, inputs=_step_inputs(inputs))
+    if listed is not None:
+        plan.input_list, inputs["product_list"] = listed, listed.to_dict()
     return plan, inputs
 
 
@@ -116,6 +125,8 @@ def build(
     workers: int,
     keep_going: bool = False,
     on_event: Callable[[BuildEvent], None] | None = None,
+    allow_extra: bool = False,
+    verify_inputs: bool = False,
 ) -> BuildResult:
     """Build the dataset of ``recipe`` into ``out`` (see the module docstring).
 
@@ -127,7 +138,17 @@ def build(
     emit = on_event or (lambda _e: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked(out, "build output"):
-        plan, inputs = prepare(recipe, s2=s2, s1=s1, clc=clc, countries=countries, v1=v1, out=out)
+        plan, inputs = prepare(
+            recipe,
+            s2=s2,
+            s1=s1,
+            clc=clc,
+            countries=countries,
+            v1=v1,
+            out=out,
+            allow_extra=allow_extra,
+            verify_inputs=verify_inputs,
+        )
         emit(BuildEvent("plan", plan=plan))
         previous = rec.read_record(out)
         record = _new_record(recipe, plan, inputs, previous, workers)

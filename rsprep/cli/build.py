@@ -62,6 +62,16 @@ def build(
     quiet_opt: Annotated[
         bool, typer.Option("--quiet", "-q", help="Logs only: no plan, no progress bars.")
     ] = False,
+    allow_extra: Annotated[
+        bool,
+        typer.Option("--allow-extra", help="Also build products that are not on the recipe's input list."),
+    ] = False,
+    verify_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--verify-inputs", help="Check the listed zips against the official SHA-256 (reads every zip)."
+        ),
+    ] = False,
 ) -> None:
     """Build a dataset: patch, stack, s1 and reference per product in parallel, then metadata, split,
     noise variants, conversions, statistics, card and validation. A rerun does only what is missing.
@@ -84,7 +94,17 @@ def build(
     n = workers or default_workers()
     quiet_now = quiet_opt or quiet()
     if dry_run:
-        plan, _ = prepare(resolved, s2=s2, s1=s1, clc=clc, countries=countries, v1=v1, out=out)
+        plan, _ = prepare(
+            resolved,
+            s2=s2,
+            s1=s1,
+            clc=clc,
+            countries=countries,
+            v1=v1,
+            out=out,
+            allow_extra=allow_extra,
+            verify_inputs=verify_inputs,
+        )
         typer.echo("\n".join(plan.lines()))
         return
     with BuildView(quiet=quiet_now) as view:
@@ -99,5 +119,7 @@ def build(
             workers=n,
             keep_going=keep_going,
             on_event=view.event,
+            allow_extra=allow_extra,
+            verify_inputs=verify_inputs,
         )
     view.close_report(result, keep_going=keep_going)

@@ -1,15 +1,17 @@
-"""``rsprep recipe``: the built-in recipes, a resolved recipe, the recipe JSON schema (docs/recipes.md)."""
+"""``rsprep recipe``: the built-in recipes, a resolved recipe, the recipe JSON schema, a recipe's input
+list (docs/recipes.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 
 from rsprep.cli.options import Json
 
 app = typer.Typer(
-    help="Recipes: list the built-in ones, show a resolved recipe, print the JSON schema.",
+    help="Recipes: list the built-in ones, show a resolved recipe, print the JSON schema or an input list.",
     no_args_is_help=True,
 )
 
@@ -69,3 +71,44 @@ def schema() -> None:
     from rsprep.build.recipe import recipe_schema
 
     typer.echo(json.dumps(recipe_schema(), indent=2))
+
+
+@app.command("inputs")
+def inputs(
+    source: Annotated[
+        str, typer.Argument(metavar="NAME|FILE", help="A built-in recipe name or a YAML file.")
+    ],
+    missing: Annotated[
+        bool, typer.Option("--missing", help="Only the listed products that no product under --s2 matches.")
+    ] = False,
+    s2: Annotated[
+        list[Path] | None,
+        typer.Option("--s2", help="With --missing: the Sentinel-2 products you have (repeatable)."),
+    ] = None,
+    fmt: Annotated[
+        Literal["csv", "txt"],
+        typer.Option("--format", help="csv: name, product_id, sha256; txt: one product id per line."),
+    ] = "csv",
+    sets: Sets = None,
+) -> None:
+    """Print the recipe's input list (inputs.product_list), e.g. the product ids to feed a downloader."""
+    import csv
+    import sys
+
+    from rsprep.build.input_list import missing_products, require_list
+    from rsprep.build.recipe import load_recipe
+
+    resolved = load_recipe(source, sets or ())
+    if missing and not s2:
+        raise typer.BadParameter("give the products you have with --s2 DIR", param_hint="--missing")
+    if s2 and not missing:
+        raise typer.BadParameter("--s2 is read with --missing only; add --missing", param_hint="--s2")
+    _path, listed = require_list(resolved)
+    shown = missing_products(resolved, s2 or []) if missing else listed
+    if fmt == "txt":
+        for e in shown:
+            typer.echo(e.product_id)
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["name", "product_id", "sha256"])
+    writer.writerows([e.name, e.product_id, e.sha256 or ""] for e in shown)
