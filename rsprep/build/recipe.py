@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from rsprep.build.recipe_cluster import ClusterSection
 from rsprep.build.recipe_errors import problems
 from rsprep.build.recipe_paths import RecipeError, builtin_recipes, locate, set_path
 from rsprep.build.recipe_sections import (
@@ -64,6 +65,9 @@ class Recipe(BaseModel):
     split: SplitSection = Field(default_factory=SplitSection, description="The split stage.")
     noise: list[NoiseSection] = Field([], description="Label-noise variants, one `rsprep noise` run each.")
     outputs: Outputs = Field(default_factory=Outputs, description="Output formats and closing steps.")
+    cluster: ClusterSection | None = Field(
+        None, description="A Dask cluster for the per-product tasks (not part of what is built)."
+    )
 
     _origin: str = PrivateAttr("recipe")
     _folder: Path | None = PrivateAttr(None)  # the recipe file's folder (for inputs.product_list)

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rsprep.build import finalize, shards
 from rsprep.build import record as rec
-from rsprep.build.executor import LocalExecutor, run_all, threads_per_worker
+from rsprep.build.executor import Executor, LocalExecutor, run_all, threads_per_worker
 from rsprep.build.input_list import check_inputs
 from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
 from rsprep.build.products import find_products
+from rsprep.build.shards import Shard
 from rsprep.build.steps import StepInputs, run_step
 from rsprep.build.tasks import STAGE, STAGE_ERRORS, ProductOutcome, peak_mb, product_chain
 from rsprep.errors import InvalidParameterError, RsprepError
 from rsprep.stages.runner import FAILED, SKIPPED, StageResult
-from rsprep.store.lock import locked, sweep_temporaries
+from rsprep.store.lock import sweep_temporaries
 
 KEPT = "work-kept"  # --keep-going: a folder of links to the stores of the products that succeeded
 
@@ -82,9 +84,21 @@ def input_fingerprints(products, s1, clc, countries, v1) -> dict[str, Any]:
 
 
 def prepare(
-    recipe, *, s2, s1, clc, countries=None, v1=None, out: Path, allow_extra=False, verify_inputs=False
+    recipe,
+    *,
+    s2,
+    s1,
+    clc,
+    countries=None,
+    v1=None,
+    out: Path,
+    allow_extra=False,
+    verify_inputs=False,
+    shard: Shard | None = None,
 ) -> tuple[Plan, dict]:
     """The plan and the input fingerprints of a build (nothing is written: ``--dry-run``).
+
+    ``shard``: the plan of that shard's products only, without the dataset-wide steps.
 
     ``allow_extra``, ``verify_inputs``: the input-list check (:mod:`rsprep.build.input_list`).
     """
@@ -98,13 +112,18 @@ def prepare(
             raise InvalidParameterError(
                 f"recipe {recipe.name} needs {option.split()[0][2:]} input; pass {option}"
             )
+    recipe.metadata_options(countries=countries, v1=v1).require_inputs()  # e.g. --v1 with v1 alignment
     s1 = s1 if need.s1 else None  # a recipe without S1 runs no s1 stage
     products = find_products(s2, need.s2_level)
     listed = check_inputs(recipe, products, allow_extra=allow_extra, verify=verify_inputs)
+    if shard is not None:
+        products = shards.select(products, shard)
     inputs = input_fingerprints(products, s1, clc, countries, v1)
     plan = make_plan(recipe, products, Path(out), s1=s1, clc=clc, inputs=_step_inputs(inputs))
     if listed is not None:
         plan.input_list, inputs["product_list"] = listed, listed.to_dict()
+    if shard is not None:
+        plan.steps = []  # the dataset-wide steps are --finalize's
     return plan, inputs
 
 
@@ -127,17 +146,29 @@ def build(
     on_event: Callable[[BuildEvent], None] | None = None,
     allow_extra: bool = False,
     verify_inputs: bool = False,
+    executor: Executor | None = None,
+    shard: Shard | None = None,
+    finalize: bool = False,
 ) -> BuildResult:
     """Build the dataset of ``recipe`` into ``out`` (see the module docstring).
 
+    ``executor`` runs the per-product tasks (default: a :class:`LocalExecutor` of ``workers``); the
+    dataset-wide steps run here, after them. ``shard``: only that shard's per-product tasks, recorded
+    in ``OUT/shards/I-of-N.json``; ``finalize``: only the dataset-wide steps, once every product is
+    done (:mod:`rsprep.build.shards`).
+
     Raises:
-        LockedError: another build holds ``out``.
+        LockedError: another build holds ``out`` (or, for a full build or ``finalize``, a shard runs).
+        ShardsNotDoneError: ``finalize`` while products are not done (without ``keep_going``).
         RsprepError: unusable inputs (no products, a bad CLC or S1 folder) or a failing dataset-wide step.
     """
     out = Path(out)
     emit = on_event or (lambda _e: None)
+    if shard is not None and finalize:
+        raise InvalidParameterError("--shard and --finalize are separate runs: every shard, then --finalize")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with locked(out, "build output"):
+    what = "--finalize" if finalize else "a full build"
+    with shards.shard_lock(out, shard) if shard is not None else shards.whole_lock(out, what):
         plan, inputs = prepare(
             recipe,
             s2=s2,
@@ -148,24 +179,60 @@ def build(
             out=out,
             allow_extra=allow_extra,
             verify_inputs=verify_inputs,
+            shard=shard,
         )
         emit(BuildEvent("plan", plan=plan))
         previous = rec.read_record(out)
         record = _new_record(recipe, plan, inputs, previous, workers)
         result = BuildResult(out, plan.dataset, plan)
-        outcomes = _run_products(recipe, plan, workers, emit)
-        _record_products(record, result, outcomes)
-        if result.failures and not keep_going:
-            rec.write_record(out, record)
-            return result
-        result.missing = [o.product for o in outcomes if o.failure]
+        if finalize:
+            stores = _finalize_products(recipe, plan, inputs, record, result, keep_going)
+        else:
+            visible = [*plan.products, clc, *([s1] if recipe.inputs.s1 and s1 else [])]
+            outcomes = _run_products(recipe, plan, workers, emit, executor, visible)
+            record["executor"] = _describe(executor, workers)
+            if hasattr(executor, "close"):
+                executor.close()  # a cluster the build started: its workers are not needed any more
+            _record_products(record, result, outcomes)
+            if shard is not None:
+                for key in ("steps", "dataset_record", "missing"):
+                    del record[key]
+                shards.write_record(out, shard, record)
+                return result
+            if result.failures and not keep_going:
+                rec.write_record(out, record)
+                return result
+            result.missing = [o.product for o in outcomes if o.failure]
+            stores = [o.store for o in outcomes if not o.failure and o.store]
         record["missing"] = result.missing
         if not result.missing and (out / KEPT).exists():
             shutil.rmtree(out / KEPT)  # left by an earlier --keep-going build
-        work = _kept_work(out, plan, outcomes) if result.missing else plan.work
+        work = _kept_work(out, stores) if result.missing else plan.work
         steps = StepInputs(work, plan.dataset, countries, v1, workers)
         _run_steps(recipe, plan, previous, _step_inputs(inputs), steps, record, result, emit)
         return result
+
+
+def _finalize_products(
+    recipe, plan: Plan, inputs, record, result: BuildResult, keep_going: bool
+) -> list[str]:
+    """--finalize: the stores to build from, the shards' product records in ``record``; refuses
+    (:class:`ShardsNotDoneError`) when a product is not done, unless ``keep_going`` leaves it out."""
+    records = shards.read_records(result.out)
+    missing = finalize.unfinished(plan, recipe, inputs, records)
+    if missing and not keep_going:
+        raise finalize.refusal(missing, len(plan.products))
+    record["products"] = finalize.merged_products(records, plan)
+    record["shards"] = {s.label: rec_.get("executor") for s, rec_ in records.items()}
+    record["executor"] = {"kind": "finalize", "shards": len(records)}
+    result.missing = [m["product"] for m in missing]
+    gone = set(result.missing)
+    return [str(plan.work / plan.prefixes[p]) for p in map(str, plan.products) if p not in gone]
+
+
+def _describe(executor, workers: int) -> dict[str, Any]:
+    describe = getattr(executor, "describe", None)
+    return describe() if describe is not None else {"kind": "local", "workers": workers}
 
 
 def _new_record(recipe, plan: Plan, inputs: dict, previous: dict, workers: int) -> dict[str, Any]:
@@ -186,8 +253,11 @@ def _new_record(recipe, plan: Plan, inputs: dict, previous: dict, workers: int) 
     }
 
 
-def _run_products(recipe, plan: Plan, workers: int, emit) -> list[ProductOutcome]:
-    """The per-product chains of every product, in product order (products sharing a store fail)."""
+def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> list[ProductOutcome]:
+    """The per-product chains of every product, in product order (products sharing a store fail).
+
+    ``executor`` (None: local processes) first checks that its workers see the work store and the
+    ``visible`` inputs, when it can (``check_visible``)."""
     plan.work.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(plan.work)
     options = {
@@ -221,8 +291,11 @@ def _run_products(recipe, plan: Plan, workers: int, emit) -> list[ProductOutcome
     if tasks:
         from concurrent.futures.process import BrokenProcessPool
 
+        runner = executor or LocalExecutor(max(1, min(workers, len(tasks))))
+        if hasattr(runner, "check_visible"):
+            runner.check_visible(plan.work, visible)
         try:
-            run_all(LocalExecutor(max(1, min(workers, len(tasks)))), tasks, finished)
+            run_all(runner, tasks, finished)
         except BrokenProcessPool as exc:
             raise WorkerDiedError(
                 f"a worker process died while building the products in {plan.work} ({exc}); often it ran "
@@ -255,15 +328,14 @@ def _relative(path: str | None, base: Path) -> str | None:
         return str(Path(path).resolve())
 
 
-def _kept_work(out: Path, plan: Plan, outcomes: list[ProductOutcome]) -> Path:
+def _kept_work(out: Path, stores: list[str]) -> Path:
     """A folder of links to the stores of the products that succeeded (what --keep-going builds from)."""
     kept = out / KEPT
     if kept.exists():
         shutil.rmtree(kept)
     kept.mkdir()
-    for o in outcomes:
-        if not o.failure and o.store:
-            (kept / Path(o.store).name).symlink_to(os.path.relpath(Path(o.store).resolve(), kept.resolve()))
+    for store in stores:
+        (kept / Path(store).name).symlink_to(os.path.relpath(Path(store).resolve(), kept.resolve()))
     return kept
 
 

@@ -72,6 +72,33 @@ def build(
             "--verify-inputs", help="Check the listed zips against the official SHA-256 (reads every zip)."
         ),
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Run the per-product tasks on this Dask scheduler: tcp://HOST:PORT."
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", help="Start a Dask cluster for them: local, slurm or pbs (rsprep[dist])."),
+    ] = None,
+    cluster_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster-option",
+            help="A cluster setting key=value (cores, memory, processes, jobs, walltime, queue, ...).",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", help="Only the per-product tasks of shard I of N (array jobs): I/N, I from 0."
+        ),
+    ] = None,
+    finalize: Annotated[
+        bool,
+        typer.Option("--finalize", help="Only the dataset-wide steps, once every shard's products are done."),
+    ] = False,
 ) -> None:
     """Build a dataset: patch, stack, s1 and reference per product in parallel, then metadata, split,
     noise variants, conversions, statistics, card and validation. A rerun does only what is missing.
@@ -80,6 +107,7 @@ def build(
     """
     from rsprep.build.executor import default_workers
     from rsprep.build.recipe import load_recipe
+    from rsprep.build.recipe_cluster import with_cluster
     from rsprep.build.run import build as run_build
     from rsprep.build.run import prepare
     from rsprep.cli.build_view import BuildView
@@ -90,11 +118,17 @@ def build(
             f"{workers} is negative; give 0 (the default) or a count", param_hint="--workers"
         )
     s2 = [*s2, *(more_s2 or [])]
-    resolved = load_recipe(recipe, sets or ())
+    one = _shard(shard, finalize)
+    resolved = with_cluster(load_recipe(recipe, sets or ()), cluster, cluster_options or ())
     n = workers or default_workers()
     quiet_now = quiet_opt or quiet()
+    if finalize and (scheduler or cluster or cluster_options):
+        raise typer.BadParameter(
+            "--finalize runs only the dataset-wide steps, on this machine: drop --scheduler / --cluster",
+            param_hint="--finalize",
+        )
     if dry_run:
-        plan, _ = prepare(
+        plan, inputs = prepare(
             resolved,
             s2=s2,
             s1=s1,
@@ -104,10 +138,13 @@ def build(
             out=out,
             allow_extra=allow_extra,
             verify_inputs=verify_inputs,
+            shard=one,
         )
-        typer.echo("\n".join(plan.lines()))
+        typer.echo(
+            "\n".join(plan.lines() + (_finalize_lines(plan, resolved, inputs, out) if finalize else []))
+        )
         return
-    with BuildView(quiet=quiet_now) as view:
+    with BuildView(quiet=quiet_now) as view, _executor(resolved, scheduler, finalize, n) as executor:
         result = run_build(
             resolved,
             s2=s2,
@@ -121,5 +158,48 @@ def build(
             on_event=view.event,
             allow_extra=allow_extra,
             verify_inputs=verify_inputs,
+            executor=executor,
+            shard=one,
+            finalize=finalize,
         )
     view.close_report(result, keep_going=keep_going)
+
+
+def _shard(text: str | None, finalize: bool):
+    from rsprep.build.shards import parse_shard
+    from rsprep.errors import InvalidParameterError
+
+    if text is None:
+        return None
+    if finalize:
+        raise typer.BadParameter(
+            "a shard run and --finalize are separate runs; give one", param_hint="--shard"
+        )
+    try:
+        return parse_shard(text)
+    except InvalidParameterError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"--shard {text!r}: "), param_hint="--shard") from None
+
+
+def _executor(recipe, scheduler: str | None, finalize: bool, workers: int):
+    """The Dask executor of --scheduler or of the recipe's cluster (after --cluster), else None."""
+    import contextlib
+
+    if finalize or (scheduler is None and recipe.cluster is None):
+        return contextlib.nullcontext(None)
+    from rsprep.build.dask_cluster import open_executor
+
+    if scheduler is not None:
+        return open_executor(scheduler=scheduler, workers=workers)
+    return open_executor(cluster=recipe.cluster, workers=workers)
+
+
+def _finalize_lines(plan, recipe, inputs, out: Path) -> list[str]:
+    from rsprep.build.finalize import unfinished
+    from rsprep.build.shards import read_records
+
+    missing = unfinished(plan, recipe, inputs, read_records(out))
+    if not missing:
+        return [f"--finalize: all {len(plan.products)} product(s) are done; it runs the dataset-wide steps"]
+    lines = [f"--finalize would refuse: {len(missing)} of {len(plan.products)} product(s) are not built yet"]
+    return lines + [f"  {Path(m['product']).name} ({m['shard']}): {m['reason']}" for m in missing]
