@@ -308,3 +308,35 @@ def test_cli_s1_v1(v1, work, tmp_path):
         t = TileStore.open(p["store"]).table("s1.parquet").to_pandas().set_index("patch_id")
         assert t.loc[p["patch_id"]].s1_name == p["s1"]
         assert t.loc[TileStore.open(p["store"]).grid.patch_id(p["x"] + 1, p["y"])].s1_status == MISSING
+
+
+def test_build_runs_and_plans_the_v1_stage(v1, work):
+    """The build's per-product chain runs the v1 stage for a V1Source, and its plan asks the same rule."""
+    from rsprep.build import plan as build_plan
+    from rsprep.build import tasks
+    from rsprep.build.recipe import load_recipe
+    from rsprep.stages.s1 import S1Options
+    from rsprep.stages.s1_v1 import V1Source
+
+    root, _, patches = work
+    recipe = load_recipe("reben", ())
+    source = V1Source.open(_v1_dir(v1))
+    plan = build_plan.Plan([], root, root.parent / "dataset", ["patch", "s1", "reference"], discovery=source)
+    p = next(q for q in patches if "_33UUP_" in q["s1"])
+    store = TileStore.open(p["store"])
+    assert build_plan._store_status(recipe, "s1", store, plan) == (build_plan.TODO, "no s1 yet")
+    results = []
+    options = {"stack": None, "s1": S1Options(skip_bad=True), "reference": None}
+    tasks._store_stages(str(store.path), options, source, None, lambda r: results.append(r) or False)
+    assert results[0].stage == "s1" and results[0].status == "done" and results[0].paired == 1
+    assert TileStore.open(store.path).stage("s1")["parameters"]["source"] == "v1"
+    # the store's east patch has a v1 partner (the default names) missing from the sample folder
+    assert results[0].warnings and "33UUP_88_48" in results[0].warnings[0]
+    reben_skip = load_recipe("reben", ["s1.skip_bad=true"])
+    assert build_plan._store_status(reben_skip, "s1", TileStore.open(store.path), plan) == (
+        build_plan.CURRENT,
+        "",
+    )
+    # without skip_bad the exclusion is not kept silently
+    status, _ = build_plan._store_status(recipe, "s1", TileStore.open(store.path), plan)
+    assert status == build_plan.TODO

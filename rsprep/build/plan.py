@@ -102,7 +102,12 @@ def make_plan(recipe, products: list[Path], out: Path, *, s1: Path | None, clc: 
     out = Path(out)
     plan = Plan(list(products), out / rec.WORK, out / rec.DATASET, product_stages(recipe))
     s1_opts = recipe.s1_options()
-    plan.discovery = find_scenes(s1, polarisations=s1_opts.polarisations) if s1 is not None else None
+    if s1 is not None and getattr(recipe.s1, "source", "scenes") == "v1":
+        from rsprep.stages.s1_v1 import V1Source
+
+        plan.discovery = V1Source.open(s1)  # BigEarthNet v1.0 S1 patches, not scenes
+    else:
+        plan.discovery = find_scenes(s1, polarisations=s1_opts.polarisations) if s1 is not None else None
     ref = recipe.reference
     plan.clc = open_clc(clc, layer=ref.layer, code_field=ref.code_field, crs=ref.clc_crs)
     previous = rec.read_record(out)
@@ -161,9 +166,16 @@ def _store_status(recipe, stage: str, store: TileStore, plan: Plan) -> tuple[str
         if plan.discovery is None:
             return CURRENT, "no --s1 folder: not paired"
         opts = recipe.s1_options()
-        scenes = fingerprint_files([f for s in plan.discovery.scenes for f in s.files.values()])
-        params = opts.parameters()
-        inputs = digest([patch_rec.get("inputs_digest"), patch_rec.get("parameters"), scenes["digest"]])
+        if hasattr(plan.discovery, "root"):  # a V1Source: the v1 S1 stage's own rule
+            from rsprep.stages.s1_v1 import S1V1Options, stage_inputs
+
+            v1_opts = S1V1Options.of(opts)
+            params = v1_opts.parameters()
+            inputs = stage_inputs(store, plan.discovery.root, v1_opts).digest
+        else:
+            scenes = fingerprint_files([f for s in plan.discovery.scenes for f in s.files.values()])
+            params = opts.parameters()
+            inputs = digest([patch_rec.get("inputs_digest"), patch_rec.get("parameters"), scenes["digest"]])
         outputs = [S1_TABLE]
         if not opts.skip_bad and (store.stage("s1") or {}).get("excluded"):
             return TODO, "bad S1 scenes were left out before"

@@ -60,6 +60,8 @@ def product_chain(product: str, work: str, options: dict, discovery, clc) -> Pro
     """Run every per-product stage of ``product`` into the work store ``work``.
 
     ``options`` holds the stage options: ``patch``, ``stack`` (None when disabled), ``s1``, ``reference``.
+    ``discovery``: the S1 scenes, a :class:`~rsprep.stages.s1_v1.V1Source` (S1 from BigEarthNet v1.0)
+    or None (no s1 stage).
     """
     from rsprep.stages.patch import patch_product
 
@@ -84,6 +86,7 @@ def product_chain(product: str, work: str, options: dict, discovery, clc) -> Pro
 def _store_stages(path: str, options: dict, discovery, clc, add) -> None:
     from rsprep.stages.reference import reference_store
     from rsprep.stages.s1 import s1_store
+    from rsprep.stages.s1_v1 import S1V1Options, V1Source, s1_v1_store
     from rsprep.stages.stack import stack_store
     from rsprep.store.workstore import TileStore
 
@@ -91,7 +94,9 @@ def _store_stages(path: str, options: dict, discovery, clc, add) -> None:
     steps = []
     if options["stack"] is not None:
         steps.append(("stack", lambda: stack_store(store, options["stack"])))
-    if discovery is not None:
+    if isinstance(discovery, V1Source):  # recipe s1.source: v1 (BigEarthNet v1.0 S1 patches)
+        steps.append(("s1", lambda: s1_v1_store(store, discovery.root, S1V1Options.of(options["s1"]))))
+    elif discovery is not None:
         steps.append(("s1", lambda: s1_store(store, discovery, options["s1"])))
     steps.append(("reference", lambda: reference_store(store, clc, options["reference"])))
     for stage, fn in steps:

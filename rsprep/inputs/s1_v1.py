@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,17 @@ def s1_names(
         return {p: names.get(p) for p in ids}
     from rsprep.inputs.v1_align import align_patch_ids
 
-    table = align_patch_ids(ids)
+    table = align_patch_ids(ids, _v1_tables())
     got = dict(zip(table.column("patch_id").to_pylist(), table.column("s1_name").to_pylist(), strict=True))
     return {p: got.get(p) for p in ids}
+
+
+@lru_cache(maxsize=1)
+def _v1_tables():
+    """BigEarthNet v1.0's tables, loaded once per process (a build aligns one store at a time)."""
+    from rsprep.inputs.v1_tables import load_v1_tables
+
+    return load_v1_tables()
 
 
 def georef_of(ds) -> Georef:

@@ -76,6 +76,26 @@ class S1V1Options:
         """What decides whether a stored result is current (as recorded in the manifest)."""
         return {"source": "v1", "polarisations": list(self.polarisations)}
 
+    @classmethod
+    def of(cls, options) -> S1V1Options:
+        """The v1 options of the s1 stage's options (:class:`rsprep.stages.s1.S1Options`): polarisations
+        and ``skip_bad``; the scene-only ones do not apply."""
+        return cls(tuple(options.polarisations), bool(options.skip_bad))
+
+
+@dataclass(frozen=True)
+class V1Source:
+    """The S1 source of a build whose recipe says ``s1.source: v1``: the v1 folder, checked once."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, v1_dir: str | Path) -> V1Source:
+        """Raises:
+        InputNotFoundError: the folder does not exist or holds no v1 S1 patch.
+        """
+        return cls(check_folder(v1_dir))
+
 
 @dataclass
 class V1Inputs:
@@ -312,4 +332,4 @@ def _s1_v1_one(path: str, root: Path, options: S1V1Options, force: bool, names: 
     return s1_v1_store(TileStore.open(path), root, options, names=names, force=force)
 
 
-__all__ = ["FIX", "MISSING", "NO_V1", "S1V1Options", "s1_v1_store", "s1_v1_work", "stage_inputs"]
+__all__ = ["FIX", "MISSING", "NO_V1", "S1V1Options", "V1Source", "s1_v1_store", "s1_v1_work", "stage_inputs"]
