@@ -198,6 +198,11 @@ class MetadataSection(Section):
     keep_unpaired: bool = Field(
         False, description="Keep patches without a Sentinel-1 partner (s1_name null)."
     )
+    v1_alignment: bool = Field(
+        False,
+        description="s2v1_name, s1_name and both flags from BigEarthNet v1.0 (bigearthnet-common's tables, "
+        "from the patch id alone); the SCL flags and v1's country go to the sidecar (reben: true).",
+    )
     require_quality_passed: Literal[True] = Field(
         True,
         description="The quality filter: patches of products failing any of the four quality checks get no "
@@ -232,6 +237,7 @@ class MetadataSection(Section):
             country_field=self.country_field,
             country_candidates=self.candidates(),
             v1=v1,
+            v1_alignment=self.v1_alignment,
             keep_unpaired=self.keep_unpaired,
             split=split,
         )

@@ -133,6 +133,7 @@ def _register() -> None:
     from rsprep.cli import stack as stack_cmd
     from rsprep.cli import stats as stats_cmd
     from rsprep.cli import synth as synth_cmd
+    from rsprep.cli import v1 as v1_cmd
     from rsprep.cli import validate as validate_cmd
 
     app.command("inspect")(inspect_cmd.inspect)
@@ -150,6 +151,7 @@ def _register() -> None:
     app.command("stats")(stats_cmd.stats)
     app.command("smoke-train")(smoke_train_cmd.smoke_train)
     app.add_typer(recipe_cmd.app, name="recipe")
+    app.add_typer(v1_cmd.app, name="v1")
     app.command("build")(build_cmd.build)
 
 

@@ -44,6 +44,23 @@ def metadata(
             show_default=False,
         ),
     ] = None,
+    v1_alignment: Annotated[
+        bool,
+        typer.Option(
+            "--v1-alignment/--no-v1-alignment",
+            help="s2v1_name, s1_name and both flags from BigEarthNet v1.0 (needs rsprep[reben]); the SCL "
+            "flags and v1_country go to patches.parquet.",
+        ),
+    ] = False,
+    v1_tables: Annotated[
+        Path | None,
+        typer.Option(
+            "--v1-tables",
+            help="With --v1-alignment: a folder of v1 tables (bigearthnet-common file names) instead of "
+            "the package's.",
+            show_default=False,
+        ),
+    ] = None,
     snow_threshold: Annotated[
         float,
         typer.Option("--snow-threshold", help="Flag seasonal snow when the SCL snow fraction exceeds this."),
@@ -75,6 +92,8 @@ def metadata(
         country_field=country_field,
         country_candidates=parse_candidates(country_candidates),
         v1=v1,
+        v1_alignment=v1_alignment,
+        v1_tables=v1_tables,
         keep_unpaired=keep_unpaired,
         split=SplitOptions(fractions=parse_fractions(fractions)),
     )
@@ -88,6 +107,7 @@ def metadata(
         f"{c['dataset_patches']} patches from {c['stores']} store(s) of {c['grid_patches']} grid patches: "
         f"{c['invalid']} invalid, {c['unlabeled_fraction_too_high']} with too many unlabelled pixels, "
         f"{c['quality_failed']} of failed products, {c['no_s1_partner']} without an S1 partner"
+        + (f" ({c['no_v1_counterpart']} without a v1 counterpart)" if v1_alignment else "")
     )
     typer.echo(
         f"{r.dataset / 'metadata.parquet'}: {c['metadata_rows']} rows; "

@@ -3,9 +3,10 @@
 Only valid (no nodata pixel), labelled patches with a Sentinel-1 partner enter the dataset. Each gets
 its split (reBEN's tile-border by default; ``rsprep split`` can redo it), its country (nearest
 candidate polygon), its BigEarthNet v1 name when a v1 source is given, and the snow and cloud/shadow
-flags from its SCL fractions. Patches with neither flag go to ``metadata.parquet``, the others to
-``metadata_for_patches_with_snow_cloud_or_shadow.parquet``; all of them to the GeoParquet sidecar
-``patches.parquet``.
+flags from its SCL fractions. With ``v1_alignment`` (the ``reben`` recipe) ``s2v1_name``, ``s1_name``
+and both flags come from BigEarthNet v1.0 instead (rsprep.stages.metadata_v1). Patches with neither
+flag go to ``metadata.parquet``, the others to ``metadata_for_patches_with_snow_cloud_or_shadow.parquet``;
+all of them to the GeoParquet sidecar ``patches.parquet``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class MetadataOptions:
     country_field: str | None = None
     country_candidates: tuple[str, ...] | None = None
     v1: Path | None = None
+    v1_alignment: bool = False  # s2v1_name, s1_name and flags from BigEarthNet v1.0 (metadata_v1)
+    v1_tables: Path | None = None  # v1 tables folder instead of bigearthnet-common's
     keep_unpaired: bool = False  # keep patches without an S1 partner (s1_name null)
     split: SplitOptions = field(default_factory=SplitOptions)
 
@@ -52,7 +55,23 @@ class MetadataOptions:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise InvalidParameterError(f"--{name.replace('_', '-')} must lie in [0, 1], got {v}")
+        if self.v1_alignment and self.v1 is not None:
+            raise InvalidParameterError(
+                f"--v1 {self.v1} and v1 alignment both give s2v1_name; drop --v1 (alignment needs only the "
+                "patch ids) or turn v1 alignment off (--no-v1-alignment, --set metadata.v1_alignment=false)"
+            )
+        if self.v1_tables is not None and not self.v1_alignment:
+            raise InvalidParameterError(f"--v1-tables {self.v1_tables} is only read with v1 alignment")
         self.split.validate()
+
+    def require_inputs(self) -> None:
+        """:meth:`validate`, and with v1 alignment the v1 tables at hand (a build checks this before
+        any product work; a missing ``reben`` extra is an error that names it)."""
+        self.validate()
+        if self.v1_alignment and self.v1_tables is None:
+            from rsprep.inputs.v1_tables import package_version
+
+            package_version()
 
 
 @dataclass
@@ -170,20 +189,30 @@ def _build(work: Path, out: Path, options: MetadataOptions | None, overwrite: bo
     options = options or MetadataOptions()
     options.validate()
     _check_overwrite(out, overwrite)
-    table, counts, stores = _gather_dataset(work, options.keep_unpaired)
-    warnings = []
+    table, counts, stores = _gather_dataset(work, options.keep_unpaired or options.v1_alignment)
+    warnings, aligned, extra = [], None, {}
+    if options.v1_alignment:
+        from rsprep.stages.metadata_v1 import align_gathered
+
+        aligned = align_gathered(
+            table, counts, keep_unpaired=options.keep_unpaired, tables_folder=options.v1_tables, work=work
+        )
+        table, warnings = aligned.table, aligned.warnings
     country, country_dist, country_info = _countries(table, options)
-    s2v1, v1_info = _v1(table, options)
+    s2v1, v1_info = (aligned.s2v1, aligned.info) if aligned else _v1(table, options)
     if options.v1 is not None and s2v1.null_count == len(s2v1):
         warnings.append(f"no patch matched a v1 patch of {options.v1} (same tile, day and corner)")
     snow, cloud = _flags(table, options)
+    if aligned:
+        extra = aligned.sidecar_columns(snow, cloud)
+        snow, cloud = aligned.flags(snow, cloud)
     geometry, lon, lat = _geometry(table)
     table = table.append_column("centroid_lon", pa.array(lon)).append_column("centroid_lat", pa.array(lat))
     outcome = split_table(table, options.split, f"{work}")
     split = code_names(outcome.codes)
     metadata = _metadata_table(table, split, country, s2v1, snow, cloud)
     flagged = snow | cloud
-    side = _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud)
+    side = _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud, extra)
     written, report = _write_dataset(out, metadata, flagged, side, outcome, options.split.method)
     counts.update(_flag_counts(table.num_rows, flagged, snow, cloud, s2v1))
     per_country = _value_counts(country)
@@ -305,7 +334,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud) -> pa.Table:
+def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud, extra) -> pa.Table:
     """The GeoParquet sidecar: one row per dataset patch, geometry in EPSG:4326 (docs/dataset.md)."""
     import geopandas as gpd
 
@@ -341,6 +370,7 @@ def _sidecar(table, geometry, split, country, country_dist, s2v1, snow, cloud) -
         "s2v1_name": s2v1,
         "contains_seasonal_snow": pa.array(snow),
         "contains_cloud_or_shadow": pa.array(cloud),
+        **extra,  # v1 alignment: the SCL flags, v1_country, v1_season
     }
     import io
 
