@@ -340,3 +340,26 @@ def test_build_runs_and_plans_the_v1_stage(v1, work):
     # without skip_bad the exclusion is not kept silently
     status, _ = build_plan._store_status(recipe, "s1", TileStore.open(store.path), plan)
     assert status == build_plan.TODO
+
+
+def test_reben_recipe_takes_s1_from_v1(tmp_path):
+    from rsprep.build.recipe import RecipeError, load_recipe
+
+    assert load_recipe("reben", ()).s1.source == "v1" and load_recipe("demo", ()).s1.source == "scenes"
+    with pytest.raises(RecipeError, match="VV and VH only"):
+        load_recipe("demo", ["s1.source=v1", "s1.polarisations=[HH]"])
+    runner = CliRunner()
+    base = [
+        "build",
+        "reben",
+        "--s2",
+        str(tmp_path),
+        "--clc",
+        str(tmp_path / "clc.gpkg"),
+        "--out",
+        str(tmp_path),
+    ]
+    r = runner.invoke(app, [*base, "--s1", str(tmp_path)])
+    assert r.exit_code == 2 and "pass --s1-v1 DIR" in r.output
+    r = runner.invoke(app, [*base, "--s1", str(tmp_path), "--s1-v1", str(tmp_path)])
+    assert r.exit_code == 2 and "give one S1 source" in r.output

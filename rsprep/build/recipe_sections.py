@@ -131,7 +131,14 @@ class StackSection(Section):
 
 
 class S1Section(Section):
-    """The s1 stage (rsprep.stages.s1.S1Options): which scene partners an S2 patch."""
+    """The s1 stage (rsprep.stages.s1 / s1_v1): the scene that partners an S2 patch, or v1's S1 patch."""
+
+    source: Literal["scenes", "v1"] = Field(
+        "scenes",
+        description="Where S1 comes from: scenes (`--s1 DIR`, paired and resampled) or v1 (`--s1-v1 DIR`: "
+        "BigEarthNet v1.0's S1 patches, named by the v1 alignment, as the official reBEN; only "
+        "polarisations and skip_bad apply).",
+    )
 
     max_days: float = Field(
         10.0, description="Largest time between the S1 scene start and the S2 sensing time, in days."
@@ -146,6 +153,10 @@ class S1Section(Section):
     @model_validator(mode="after")
     def _stage(self) -> S1Section:
         check_with(self, self.options)
+        if self.source == "v1":
+            from rsprep.stages.s1_v1 import S1V1Options
+
+            check_with(self, lambda: S1V1Options.of(self.options()))
         return self
 
     def options(self) -> S1Options:

@@ -32,6 +32,13 @@ def build(
     s1: Annotated[
         Path | None, typer.Option("--s1", help="Folder of Sentinel-1 VV/VH GeoTIFF scenes.")
     ] = None,
+    s1_v1: Annotated[
+        Path | None,
+        typer.Option(
+            "--s1-v1",
+            help="A BigEarthNet-S1-v1.0 folder: S1 from v1's patches (recipe s1.source: v1, as reben).",
+        ),
+    ] = None,
     countries: Annotated[
         Path | None,
         typer.Option("--countries", help="Country polygons (e.g. GISCO CNTR_RG, any GDAL vector)."),
@@ -119,7 +126,20 @@ def build(
         )
     s2 = [*s2, *(more_s2 or [])]
     one = _shard(shard, finalize)
-    resolved = with_cluster(load_recipe(recipe, sets or ()), cluster, cluster_options or ())
+    if s1 is not None and s1_v1 is not None:
+        raise typer.BadParameter(
+            "give one S1 source: --s1 DIR (scenes) or --s1-v1 DIR (BigEarthNet v1.0 patches)",
+            param_hint="--s1 / --s1-v1",
+        )
+    resolved = load_recipe(recipe, [*(sets or ()), *(["s1.source=v1"] if s1_v1 else [])])
+    if resolved.inputs.s1 and resolved.s1.source == "v1" and s1_v1 is None:
+        raise typer.BadParameter(
+            f"recipe {resolved.name} takes S1 from BigEarthNet v1.0 patches (s1.source: v1): pass "
+            "--s1-v1 DIR (or --set s1.source=scenes with --s1 DIR)",
+            param_hint="--s1-v1",
+        )
+    s1 = s1_v1 or s1
+    resolved = with_cluster(resolved, cluster, cluster_options or ())
     n = workers or default_workers()
     quiet_now = quiet_opt or quiet()
     if finalize and (scheduler or cluster or cluster_options):

@@ -1,4 +1,4 @@
-"""Sentinel-1 patches of BigEarthNet v1.0 (docs/inputs.md#sentinel-1-from-bigearthnet-v10).
+"""Sentinel-1 patches of BigEarthNet v1.0 (docs/reben.md#s1-from-bigearthnet-v10-patches).
 
 A BigEarthNet-S1-v1.0 folder holds one folder per S1 patch, ``<s1_name>/<s1_name>_VV.tif`` and
 ``_VH.tif`` (120 × 120 float32 dB at 10 m, in the tile's UTM CRS), beside

@@ -1,4 +1,4 @@
-"""``rsprep s1 --s1-v1``: the S1 partner of every valid patch from BigEarthNet v1.0 (docs/inputs.md).
+"""``rsprep s1 --s1-v1``: the S1 partner of every valid patch from BigEarthNet v1.0 (docs/reben.md).
 
 The official reBEN took its S1 patches from BigEarthNet v1.0 instead of pairing scenes: each patch
 gets the v1 S1 patch that the v1 alignment names (patch_id → s1_name), used as it is after checking
