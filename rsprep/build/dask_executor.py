@@ -83,11 +83,14 @@ class DaskExecutor:
         self._tasks: list[Task] = []
         self._caps: dict[str, int] = {}
         self._visible: list[str] = []
+        self.startup_seconds = 0.0  # connecting, or starting the cluster and its first worker
 
     @property
     def client(self):
         if self._client is None:
+            t0 = time.perf_counter()
             self._client, self._closer = self._connect()  # type: ignore[misc]
+            self.startup_seconds = round(time.perf_counter() - t0, 3)
         return self._client
 
     @property
@@ -105,6 +108,7 @@ class DaskExecutor:
                 workers=len(workers),
                 hosts=len({w.get("host") for w in workers.values()}),
                 threads_per_task=dict(sorted(self._caps.items())),
+                startup_seconds=self.startup_seconds,
             )
         return found
 

@@ -1,4 +1,4 @@
-"""``rsprep build --finalize``: are every product's per-product stages done (docs/build.md#shards)?
+"""``rsprep build --finalize``: is every product done? (docs/build.md#shards-and-finalize)
 
 The plan decides: a product is done when each of its stages is up to date. An L1C product's patch
 stage always plans as to do (sen2cor's output is fingerprinted when the build runs); it counts as done

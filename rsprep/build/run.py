@@ -10,20 +10,19 @@ the next one, which redoes only what is not up to date. The build reports throug
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rsprep.build import finalize, shards
 from rsprep.build import record as rec
-from rsprep.build.executor import Executor, LocalExecutor, run_all, threads_per_worker
+from rsprep.build.executor import Executor, LocalExecutor, run_all
 from rsprep.build.input_list import check_inputs
 from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
 from rsprep.build.products import find_products
+from rsprep.build.run_record import describe_executor, input_fingerprints, new_record, record_products
 from rsprep.build.shards import Shard
 from rsprep.build.steps import StepInputs, run_step
 from rsprep.build.tasks import STAGE, STAGE_ERRORS, ProductOutcome, peak_mb, product_chain
@@ -65,22 +64,6 @@ class BuildResult:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def input_fingerprints(products, s1, clc, countries, v1) -> dict[str, Any]:
-    """Every input with its fingerprint (size and mtime of its files, one digest)."""
-
-    def short(path):
-        fp = rec.fingerprint_tree(path)
-        return None if fp is None else {"path": str(path), "digest": fp["digest"], "files": len(fp["files"])}
-
-    return {
-        "s2": [short(p) for p in products],
-        "s1": short(s1),
-        "clc": short(clc),
-        "countries": short(countries),
-        "v1": short(v1),
-    }
 
 
 def prepare(
@@ -183,17 +166,17 @@ def build(
         )
         emit(BuildEvent("plan", plan=plan))
         previous = rec.read_record(out)
-        record = _new_record(recipe, plan, inputs, previous, workers)
+        record = new_record(recipe, plan, inputs, previous, workers)
         result = BuildResult(out, plan.dataset, plan)
         if finalize:
             stores = _finalize_products(recipe, plan, inputs, record, result, keep_going)
         else:
             visible = [*plan.products, clc, *([s1] if recipe.inputs.s1 and s1 else [])]
             outcomes = _run_products(recipe, plan, workers, emit, executor, visible)
-            record["executor"] = _describe(executor, workers)
+            record["executor"] = describe_executor(executor, workers)
             if hasattr(executor, "close"):
                 executor.close()  # a cluster the build started: its workers are not needed any more
-            _record_products(record, result, outcomes)
+            record_products(record, result, outcomes)
             if shard is not None:
                 for key in ("steps", "dataset_record", "missing"):
                     del record[key]
@@ -228,29 +211,6 @@ def _finalize_products(
     result.missing = [m["product"] for m in missing]
     gone = set(result.missing)
     return [str(plan.work / plan.prefixes[p]) for p in map(str, plan.products) if p not in gone]
-
-
-def _describe(executor, workers: int) -> dict[str, Any]:
-    describe = getattr(executor, "describe", None)
-    return describe() if describe is not None else {"kind": "local", "workers": workers}
-
-
-def _new_record(recipe, plan: Plan, inputs: dict, previous: dict, workers: int) -> dict[str, Any]:
-    return {
-        "recipe": recipe.resolved(),
-        "inputs": inputs,
-        "versions": rec.versions(),
-        "work": rec.WORK,
-        "dataset": rec.DATASET,
-        "workers": workers,
-        "threads_per_worker": threads_per_worker(workers),
-        "plan": {p: {e.stage: e.status for e in es} for p, es in plan.entries.items()},
-        "products": {},
-        "failures": [],
-        "missing": [],
-        "steps": dict(previous.get("steps", {})),
-        "dataset_record": previous.get("dataset_record"),
-    }
 
 
 def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> list[ProductOutcome]:
@@ -302,30 +262,6 @@ def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> 
                 "out of memory: run the same command again (finished products are kept) with fewer --workers"
             ) from exc
     return [outcomes[str(p)] for p in plan.products]
-
-
-def _record_products(record: dict, result: BuildResult, outcomes: list[ProductOutcome]) -> None:
-    for o in outcomes:
-        stages = {}
-        for r, mb in zip(o.results, o.peak_mb, strict=True):
-            stages[r.stage] = {"status": r.status, "seconds": round(r.seconds, 3), "peak_rss_mb": mb}
-            result.seconds[r.stage] = result.seconds.get(r.stage, 0.0) + r.seconds
-        record["products"][o.product] = {"store": _relative(o.store, result.out), "stages": stages}
-        if o.failure:
-            f = o.failure
-            result.failures.append({"file": o.product, "stage": f.stage, "message": f.error or ""})
-    record["failures"] = result.failures
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    record["peak_rss_mb"] = {"build": peak_mb(), "largest_worker": round(children, 1)}
-
-
-def _relative(path: str | None, base: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return os.path.relpath(Path(path).resolve(), base.resolve())
-    except ValueError:  # another drive
-        return str(Path(path).resolve())
 
 
 def _kept_work(out: Path, stores: list[str]) -> Path:
