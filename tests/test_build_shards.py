@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_build import cli_args, inputs, tree_hashes
+from test_build import CLC, COUNTRIES, cli_args, inputs, tree_hashes
 from typer.testing import CliRunner
 
 from rsprep.build import shards
@@ -191,3 +191,39 @@ def test_shard_refuses_while_a_full_build_holds_out(tmp_path):
         )
         r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60)
     assert f"build output {out} is in use by process {os.getpid()}" in r.stdout, r.stdout + r.stderr
+
+
+STAND_IN = """#!{python}
+import shutil, sys, pathlib
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--output_dir") + 1])
+for src in pathlib.Path({l2a!r}).glob("*.SAFE"):
+    shutil.copytree(src, out / src.name)
+"""
+
+
+def test_finalize_counts_an_l1c_product_that_its_shard_built(tmp_path, monkeypatch):
+    """An L1C product's patch stage always plans as to do (sen2cor's output is checked when it runs):
+    --finalize takes the shard record's word for it, with the same input fingerprint."""
+    from rsprep.build.finalize import ShardsNotDoneError
+
+    cfg = {"tiles": 1, "acquisitions": 1, "s1": False, "content": "gtiff"}
+    synthesize(tmp_path / "l1c", SynthConfig(level="L1C", **cfg))
+    synthesize(tmp_path / "l2a", SynthConfig(**cfg))
+    exe = tmp_path / "L2A_Process"
+    exe.write_text(STAND_IN.format(python=sys.executable, l2a=str(tmp_path / "l2a" / "s2")))
+    exe.chmod(0o755)
+    monkeypatch.setenv("RSPREP_SEN2COR", str(exe))
+    fast = ["inputs.s2_level=any", "inputs.s1=false", "metadata.keep_unpaired=true", "noise=[]"]
+    fast += ["outputs.card=false", "outputs.stats=false", "outputs.validation.enabled=false"]  # one tile
+    recipe = load_recipe("demo", fast)
+    a = tmp_path / "l1c"
+    where = {"s2": [a / "s2"], "s1": None, "clc": a / CLC, "countries": a / COUNTRIES, "workers": 1}
+    out = tmp_path / "out"
+    with pytest.raises(ShardsNotDoneError, match=r"1 of 1 product\(s\) .*no shard ran yet: patch to do: L1C"):
+        build(recipe, **where, out=out, finalize=True)
+    assert build(recipe, **where, out=out, shard=shards.Shard(0, 1)).ok
+    result = build(recipe, **where, out=out, finalize=True)
+    assert result.ok and result.steps_run and not result.missing, result.failures
+    (store,) = json.loads((out / "build.json").read_text())["products"].values()
+    assert "_MSIL2A_" in store["store"] and store["shard"] == "0/1"

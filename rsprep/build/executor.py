@@ -1,10 +1,12 @@
-"""Where the build's tasks run: one small interface, one machine for now (docs/build.md#execution).
+"""Where the build's tasks run: one small interface (docs/build.md#execution).
 
 A task is the :data:`rsprep.stages.runner.Task` tuple (stage, label, module-level function, its
 arguments). An :class:`Executor` takes tasks with :meth:`~Executor.submit` and hands their results
 back, in submission order, from :meth:`~Executor.collect`. :class:`LocalExecutor` runs them in
 spawned worker processes of this machine (:func:`rsprep.stages.runner.execute`, whose workers die
-with their parent); a Dask or array-job executor only has to implement the same two methods.
+with their parent); :class:`rsprep.build.dask_executor.DaskExecutor` implements the same two methods
+on a Dask cluster, plus ``check_visible(work, inputs)``, which the build calls before submitting
+when an executor has it.
 
 Threads inside a worker are capped (:func:`thread_caps`) so that ``workers × threads ≤ cores``: GDAL's
 and OpenJPEG's decoders, numba's and OpenMP's pools and Blosc read their thread counts from the

@@ -205,12 +205,14 @@ def _finalize_products(
     missing = finalize.unfinished(plan, recipe, inputs, records)
     if missing and not keep_going:
         raise finalize.refusal(missing, len(plan.products))
-    record["products"] = finalize.merged_products(records, plan)
+    record["products"] = merged = finalize.merged_products(records, plan)
     record["shards"] = {s.label: rec_.get("executor") for s, rec_ in records.items()}
     record["executor"] = {"kind": "finalize", "shards": len(records)}
     result.missing = [m["product"] for m in missing]
     gone = set(result.missing)
-    return [str(plan.work / plan.prefixes[p]) for p in map(str, plan.products) if p not in gone]
+    stores = {p: (merged.get(p) or {}).get("store") for p in map(str, plan.products) if p not in gone}
+    # the store a shard recorded (an L1C product's is named after sen2cor's L2A), else the plan's
+    return [str(result.out / s) if s else str(plan.work / plan.prefixes[p]) for p, s in stores.items()]
 
 
 def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> list[ProductOutcome]:

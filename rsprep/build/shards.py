@@ -1,11 +1,11 @@
 """Array jobs: ``rsprep build --shard I/N`` and ``--finalize`` (docs/build.md#shards-and-finalize).
 
-Products are dealt to the N shards in turn, ordered by the SHA-256 of their patch prefix (the
-product's name without its generation time and extension: the name of its work store). The
-assignment depends on the names of the products given alone, not on their order, the host or the
-time, so the N shards of one build (all given the same ``--s2``) never overlap and never miss a
-product; the shards differ in size by at most one product (a hash modulo N would leave some shards
-half as big again as the mean), and two products that would share a store land in the same shard.
+Products are dealt to the N shards in turn, ordered by the SHA-256 of their satellite, datatake
+and tile (read from the product's name). The assignment depends on the names of the products given
+alone, not on their order, the host or the time, so the N shards of one build (all given the same
+``--s2``) never overlap and never miss a product; the shards differ in size by at most one product
+(a hash modulo N would leave some shards half as big again as the mean), and two products that would
+share a store (a SAFE folder and its zip, an L1C product and the L2A made of it) land in the same shard.
 
 Shards of one ``OUT`` run at the same time, from several hosts of a shared file system: each holds
 its own lock (``OUT/shards/I-of-N.json``'s) and writes its own record there, never ``OUT/build.json``.
@@ -75,12 +75,14 @@ def parse_shard(text: str) -> Shard:
 
 
 def shard_key(product: str | Path) -> str:
-    """What a product's shard is computed from: its patch prefix, else its name without extension."""
+    """What a product's shard is computed from: satellite, datatake and tile from its name (so an L1C
+    product and the L2A made of it agree), else its name without extension."""
     name = Path(product).name.removesuffix(".zip").removesuffix(".SAFE")
     try:
-        return parse_product_uri(name).patch_prefix
+        n = parse_product_uri(name)
     except InvalidParameterError:
         return name
+    return f"{n.mission}_{n.datatake}_T{n.tile}"
 
 
 def assignment(products: Sequence[str | Path], count: int) -> dict[str, int]:

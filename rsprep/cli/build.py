@@ -87,7 +87,9 @@ def build(
     ] = None,
     cluster: Annotated[
         str | None,
-        typer.Option("--cluster", help="Start a Dask cluster for them: local, slurm or pbs (rsprep[dist])."),
+        typer.Option(
+            "--cluster", help="Start a Dask cluster for them: local, slurm or pbs (the dist extra)."
+        ),
     ] = None,
     cluster_options: Annotated[
         list[str] | None,
