@@ -249,6 +249,9 @@ def test_moved_dataset_and_work_store_still_convert(demo):
     moved = demo["root"] / "moved" / "elsewhere"
     shutil.copytree(demo["out"], moved, symlinks=True)
     assert ds.work_store(moved / "dataset") == (moved / "work").resolve()
+    # no output of the build records where it was built (convert and stats record relative paths)
+    built_at = str(demo["out"].resolve())
+    assert built_at not in (moved / "dataset" / ds.BUILD).read_text()
     result = convert("lmdb", moved / "dataset", moved / "again.lmdb", ConvertOptions(workers=1))
     assert result.values and Path(result.path).is_dir()
 

@@ -54,6 +54,6 @@ def convert(
         result = write(source, dest, options, say, progress)
         if source.spec.kind == "dataset":
             record = {k: v for k, v in asdict(result).items() if k != "format"}
-            record["path"] = str(Path(result.path).resolve())
+            record["path"] = ds.recorded_path(result.path, source.root)
             ds.record_build(source.root, f"convert_{fmt}", record)
     return result

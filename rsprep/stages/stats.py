@@ -94,7 +94,7 @@ def _locations(dataset: Path, kind: str) -> list[Path]:
         work = ds.work_store(dataset)
         return [work] if work is not None else []
     recorded = ds.read_build(dataset).get("stages", {}).get(f"convert_{kind}", {}).get("path")
-    return [default[kind]] + ([Path(recorded)] if recorded else [])
+    return [default[kind]] + ([ds.resolve_recorded(recorded, dataset)] if recorded else [])
 
 
 def _present(kind: str, path: Path) -> bool:
@@ -322,9 +322,9 @@ def write_stats(
         record = {
             "options": asdict(options),
             "source": result["source"],
-            "source_path": str(path.resolve()),
+            "source_path": ds.recorded_path(path, dataset),
             "patches": result["patches"],
-            "path": str(out.resolve()),
+            "path": ds.recorded_path(out, dataset),
             "seconds": round(time.perf_counter() - t0, 3),
         }
         ds.record_build(dataset, "stats", record)
