@@ -143,7 +143,7 @@ def test_lmdb_resumes_after_an_interruption(ds_copy, tmp_path, monkeypatch):
 
     convert("lmdb", ds_copy, tmp_path / "clean", opts(chunk=4))
     calls = {"n": 0}
-    real = lmdb_writer.encode
+    real = lmdb_writer.read_piece
 
     def failing(payload):
         calls["n"] += 1
@@ -151,14 +151,14 @@ def test_lmdb_resumes_after_an_interruption(ds_copy, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(payload)
 
-    monkeypatch.setattr(lmdb_writer, "encode", failing)
+    monkeypatch.setattr(lmdb_writer, "read_piece", failing)
     dest = tmp_path / "lmdb"
     with pytest.raises(KeyboardInterrupt):
         convert("lmdb", ds_copy, dest, opts(chunk=4))
     partial = tmp_path / ".lmdb.partial"
     logged = (partial / PROGRESS).read_text().split()  # finished write units (one per S1 scene/tile)
     assert not dest.exists() and len(logged) >= 1
-    monkeypatch.setattr(lmdb_writer, "encode", real)
+    monkeypatch.setattr(lmdb_writer, "read_piece", real)
     result = convert("lmdb", ds_copy, dest, opts(chunk=4))
     assert 0 < result.resumed_tasks < 11 and not partial.exists()
     a, b = LmdbReader(tmp_path / "clean"), LmdbReader(dest)

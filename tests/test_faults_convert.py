@@ -69,14 +69,36 @@ def entries(path: Path) -> int:
         env.close()
 
 
+def _pause_holder_until_the_other_exits(a, b, partial: Path, lock: Path) -> None:
+    """Once one run holds the lock (its partial build exists), stop it (SIGSTOP) until the other has
+    exited, so the two overlap however fast a conversion is; then let it finish (SIGCONT)."""
+    while a.poll() is None and b.poll() is None and not partial.exists():
+        time.sleep(0.001)
+    try:
+        holder = json.loads(lock.read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        holder = None
+    procs = {a.pid: a, b.pid: b}
+    if holder not in procs or procs[holder].poll() is not None:
+        return  # one run finished before it could be paused: the assertions below tell
+    other = b if holder == a.pid else a
+    os.kill(holder, signal.SIGSTOP)
+    try:
+        other.wait(timeout=120)
+    finally:
+        os.kill(holder, signal.SIGCONT)
+
+
 # --------------------------------------------------------------------------------------------
 # Two runs at once
 # --------------------------------------------------------------------------------------------
 def test_two_concurrent_lmdb_conversions_never_lose_the_output(ds_copy):
     dest = ds_copy / "lmdb"
     args = ("convert", "lmdb", str(ds_copy), "--overwrite", "--workers", "1", "--chunk", "2")
-    for _trial in range(3):  # started together, they reach the lock within the other's conversion
+    partial = ds_copy / ".lmdb.partial"
+    for _trial in range(3):  # started together; the holder is paused while the other reaches the lock
         a, b = run(*args, wait=False), run(*args, wait=False)
+        _pause_holder_until_the_other_exits(a, b, partial, ds_copy / ".lmdb.lock")
         (_, err_a), (_, err_b) = a.communicate(timeout=120), b.communicate(timeout=120)
         codes = sorted((a.returncode, b.returncode))
         refused = err_a if a.returncode else err_b

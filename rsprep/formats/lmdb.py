@@ -1,32 +1,38 @@
-"""The rico-hdl compatible LMDB (docs/formats.md#lmdb).
+"""The rico-hdl compatible LMDB (docs/formats.md#lmdb): its writer (the reader is
+:mod:`rsprep.formats.lmdb_reader`, re-exported here).
 
 One environment; keys are S2 patch_ids, S1 s1_names and ``<patch_id>_reference_map``; each value is
 the safetensors serialisation (``safetensors.numpy.save``) of ``{band: array}`` at native size: S2
 ``B01 … B12, B8A`` uint16, S1 ``VV``, ``VH`` float32, maps ``Data`` uint16. Values are written in
-sorted key order, group by group (S1, S2, maps), one transaction per task; the map size grows with
-the data written (it is never a fixed huge reservation) and ends at what the data needs.
+sorted key order, group by group (S1, S2, maps), one transaction per write unit; the map size grows
+with the data written (it is never a fixed huge reservation) and ends at what the data needs.
 
-The environment is built in the partial build and its finished form is a compacting copy
-(``mdb_env_copy2(MDB_CP_COMPACT)``): pages renumbered in tree order, free pages and whatever an
-interrupted transaction left in the file dropped, so a resumed build is byte-identical to an
-uninterrupted one (docs/convert.md#determinism). Every LMDB error names the file.
+From a work store the values are read in threads of the writing process
+(:mod:`rsprep.formats.store_values`: file reads and Blosc release the GIL), straight into safetensors
+buffers, so nothing is pickled; from an official GeoTIFF folder in worker processes (per-file parsing
+holds the GIL). The environment being built is mapped writable (``MDB_WRITEMAP``: a value is copied
+once, into the file's pages) and not synced per transaction (``MDB_NOSYNC``): a killed process loses
+nothing the kernel already holds, and a partial build is resumed only on the machine boot that wrote
+it, or after it was synced (docs/convert.md#resuming-overwriting-failures). The finished form is a
+compacting copy (``mdb_env_copy2(MDB_CP_COMPACT)``) into a file of ours, with the bytes LMDB never
+writes zeroed (:mod:`rsprep.formats.lmdb_pages`) and one ``fsync``: pages renumbered in tree order,
+free pages and whatever an interrupted transaction left dropped, so a resumed build is byte-identical
+to an uninterrupted one (docs/convert.md#determinism). Every LMDB error names the file.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import math
 import os
 import shutil
-import struct
 import time
-from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 
-import numpy as np
-
-from rsprep.core.values import GROUPS, MAP_BAND, REFERENCE_MAP, map_key
-from rsprep.errors import InputNotFoundError, ReaderError
+from rsprep.core.values import GROUPS
+from rsprep.formats.lmdb_pages import zero_gaps
+from rsprep.formats.lmdb_reader import LmdbReader, safetensors_views
 from rsprep.formats.resumable import (
     ConvertError,
     ConvertOptions,
@@ -36,15 +42,21 @@ from rsprep.formats.resumable import (
     Progress,
     group_plan,
     run_ordered,
+    run_threaded,
     say_log,
 )
 from rsprep.formats.sources import Item, Source, SourceSpec, read_items
-from rsprep.store.atomic import replace_path, temp_sibling
+from rsprep.formats.store_values import StoreValues
+from rsprep.store.atomic import replace_path, temp_sibling, write_text_atomic
+
+__all__ = ["LmdbReader", "safetensors_views", "write_lmdb", "zero_gaps"]
 
 MIB = 1 << 20
 #: Values per task (one read in a worker, one write transaction): small for per-file GeoTIFF reads,
 #: large for work stores, whose Zarr chunks hold a whole row of patches.
 DEFAULT_CHUNK = {"official": 128, "dataset": 1024}
+#: In the partial build: the boot that wrote its unsynced pages, or ``synced`` once they are on disk.
+BOOT = "rsprep-lmdb-boot"
 
 
 def encode(payload: tuple[SourceSpec, str, list[Item]]) -> list[tuple[bytes, bytes]]:
@@ -56,7 +68,13 @@ def encode(payload: tuple[SourceSpec, str, list[Item]]) -> list[tuple[bytes, byt
     return [(it.key.encode(), save(values)) for it, values in zip(items, arrays, strict=True)]
 
 
-def _pages_needed(values: list[tuple[bytes, bytes]], psize: int) -> int:
+def read_piece(payload: tuple[StoreValues, str, str, list[Item]]):
+    """Read one piece of a work store's values (runs in a reader thread): ``(keys, values)``."""
+    values, group, store, items = payload
+    return values.read(group, store, items)
+
+
+def _pages_needed(values, psize: int) -> int:
     """An upper bound of the pages one transaction of ``values`` adds (overflow + leaf + branch)."""
     pages = sum(math.ceil((len(k) + len(v) + 64) / psize) for k, v in values)
     return pages + 2 * math.ceil(sum(len(k) + 32 for k, _ in values) / psize) + 16
@@ -68,30 +86,60 @@ def write_lmdb(
     t0 = time.perf_counter()
     tasks, per_unit, record = group_plan("lmdb", source, options.chunk or DEFAULT_CHUNK[source.spec.kind])
     build = PartialBuild(dest, record)
+    _drop_unsynced(build.path, say)
     build.start(exists=(dest / "data.mdb").exists(), overwrite=options.overwrite, say=say)
-    resumed_tasks = sum(1 for unit, _, _ in tasks if unit in build.done)  # logged per unit
     env, psize, last = _open_build_env(build.path)
+    if not _consistent(env, build, tasks, say):
+        env.close()
+        shutil.rmtree(build.path)
+        build = PartialBuild(dest, record)
+        build.start(exists=False, overwrite=True, say=say)
+        env, psize, last = _open_build_env(build.path)
+    _mark_boot(build.path)
+    resumed_tasks = sum(1 for unit, _, _ in tasks if unit in build.done)  # logged per unit
     state = {"last": last}
     total = sum(len(source.items[g]) for g in GROUPS)
     count = Counter(total, progress, sum(len(items) for u, _, items in tasks if u in build.done))
-    pending: dict[int, list[tuple[bytes, bytes]]] = {}
+    pending: dict[int, list] = {}
     remaining = dict(enumerate(per_unit))
 
-    def collect(tid: int, values: list[tuple[bytes, bytes]]) -> None:
-        """Gather a unit's values; write them, sorted, once its last task is in."""
-        unit = tasks[tid][0]
-        pending.setdefault(unit, []).extend(values)
-        count.add(len(values))
-        remaining[unit] -= 1
-        if remaining[unit] == 0:
-            _write_unit(env, psize, state, build, unit, sorted(pending.pop(unit)))
+    def collect(tid, values) -> None:
+        """Gather a unit's values; write them, sorted, once its last task (or piece) is in."""
+        unit, last_part = tid if isinstance(tid, tuple) else (tasks[tid][0], None)
+        if last_part is None:  # a task of worker processes: (key, bytes) pairs
+            pending.setdefault(unit, []).extend(values)
+            remaining[unit] -= 1
+            done = remaining[unit] == 0
+        else:  # a piece read in a thread: keys and an (n, size) array of values
+            keys, buf = values
+            pending.setdefault(unit, []).extend(zip(keys, buf, strict=True))
+            done = last_part
+        count.add(len(values) if last_part is None else len(values[0]))
+        if done:
+            _write_unit(env, psize, state, build, unit, sorted(pending.pop(unit), key=itemgetter(0)))
 
-    payloads = (
-        (tid, (source.spec, g, items)) for tid, (unit, g, items) in enumerate(tasks) if unit not in build.done
-    )
+    what = str(build.path)
     try:
-        run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=str(build.path))
+        if source.spec.kind == "dataset":
+            reader = StoreValues(source.spec.work)
+            run_threaded(
+                read_piece,
+                _pieces(reader, tasks, build.done),
+                threads=options.workers,
+                on_result=collect,
+                what=what,
+            )
+        else:
+            payloads = (
+                (tid, (source.spec, g, items))
+                for tid, (unit, g, items) in enumerate(tasks)
+                if unit not in build.done
+            )
+            run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=what)
         stats = _compact_into(env, psize, dest)
+    except BaseException:
+        _sync(env, build.path)  # an orderly stop: what was written survives a restart too
+        raise
     finally:
         env.close()
     shutil.rmtree(build.path)
@@ -106,11 +154,73 @@ def write_lmdb(
     )
 
 
+def _pieces(reader: StoreValues, tasks, done: set[int]):
+    """``((unit, last piece of the unit?), payload)`` for every piece of every unit not yet written:
+    the unit's values split by store and chunk row, so that each chunk is decompressed once."""
+    by_unit: dict[int, tuple[str, list]] = {}
+    for unit, group, items in tasks:
+        if unit not in done:
+            by_unit.setdefault(unit, (group, []))[1].extend(items)
+    for unit, (group, items) in by_unit.items():
+        pieces = reader.pieces(group, items)
+        for i, (store, part) in enumerate(pieces):
+            yield (unit, i == len(pieces) - 1), (reader, group, store, part)
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _drop_unsynced(path: Path, say) -> None:
+    """Discard a partial build whose unsynced pages were written before the machine restarted (a
+    crash may have lost some of them: only a killed process keeps everything in the page cache)."""
+    mark = path / BOOT
+    if not mark.is_file():
+        return  # none, or written by a version that synced every transaction
+    recorded = mark.read_text().strip()
+    if recorded not in ("synced", _boot_id()):
+        say(f"discarding {path}: the machine restarted since it was written and it was not synced to disk")
+        shutil.rmtree(path)
+
+
+def _mark_boot(path: Path) -> None:
+    write_text_atomic(path / BOOT, f"{_boot_id() or 'unknown'}\n")
+
+
+def _sync(env, path: Path) -> None:
+    try:
+        env.sync(True)
+        write_text_atomic(path / BOOT, "synced\n")
+    except Exception:  # the original error is what the caller raises
+        pass
+
+
+def _consistent(env, build: PartialBuild, tasks, say) -> bool:
+    """Whether the environment holds at least every value of the units the log lists as written."""
+    logged = {u for u, _, _ in tasks if u in build.done}
+    want = sum(len(items) for u, _, items in tasks if u in logged)
+    have = env.stat()["entries"]
+    if have >= want:
+        return True
+    say(f"discarding {build.path}: it holds {have} values, fewer than the {want} its log lists")
+    return False
+
+
 def _open_build_env(path: Path):
-    """Open the environment being built: (env, page size, its last key or None when empty)."""
+    """Open the environment being built: (env, page size, its last key or None when empty).
+
+    Mapped writable and unsynced (see the module's docstring); where the boot cannot be told apart
+    (no ``/proc``), every transaction is synced instead.
+    """
     import lmdb
 
-    env = lmdb.open(str(path), map_size=MIB, subdir=True, meminit=True, max_dbs=0)
+    unsynced = _boot_id() is not None
+    env = lmdb.open(
+        str(path), map_size=MIB, subdir=True, writemap=unsynced, sync=not unsynced, meminit=True, max_dbs=0
+    )
     psize = env.stat()["psize"]
     with env.begin() as txn:
         cur = txn.cursor()
@@ -144,7 +254,7 @@ def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, va
                 state["last"] = last  # the transaction was aborted
                 if attempt == _MAP_RETRIES:
                     raise
-    except lmdb.Error as exc:
+    except (lmdb.Error, OSError) as exc:
         fix = (
             "the map could not grow enough (please report it)"
             if isinstance(exc, lmdb.MapFullError)
@@ -175,7 +285,14 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
         map_size = math.ceil((info["last_pgno"] + 1) * psize / MIB) * MIB
         env.set_mapsize(map_size)
         tmp.mkdir()
-        env.copy(str(tmp), compact=True)
+        # a file of ours, not env.copy(): LMDB opens its copy with O_DIRECT (small synchronous writes,
+        # then read back from disk to zero the gaps); here the copy goes through the page cache and
+        # reaches the disk with the one fsync of zero_gaps
+        fd = os.open(tmp / "data.mdb", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            env.copyfd(fd, compact=True)
+        finally:
+            os.close(fd)
         used = zero_gaps(tmp / "data.mdb", psize)
         replace_path(tmp, dest)
     except (lmdb.Error, OSError) as exc:
@@ -187,184 +304,32 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
     return {"map_size": env.info()["map_size"], "entries": stat["entries"], "used_bytes": used}
 
 
-_P_BRANCH, _P_LEAF, _P_OVERFLOW, _P_LEAF2, _F_BIGDATA = 0x01, 0x02, 0x04, 0x20, 0x01
-_HEADER = 16  # PAGEHDRSZ (64-bit): pgno, pad, flags, lower, upper
-_NODE = 8  # NODESIZE: lo, hi, flags, ksize
-
-
-def zero_gaps(path: Path, psize: int) -> int:
-    """Zero the bytes of branch and leaf pages that LMDB never writes: free space and node padding.
-
-    Pages are written from reused buffers, and LMDB pads a node of odd length to an even one without
-    writing the pad byte, and copies a page's used parts word-aligned, so bytes of earlier pages of
-    the building process reach the file; zeroed, the file depends on its data alone. Overflow and
-    meta pages are left as they are. Returns the file size (the file is flushed to disk).
-    """
-    import mmap
-
-    with open(path, "r+b") as f:
-        size = os.fstat(f.fileno()).st_size
-        with mmap.mmap(f.fileno(), size) as m:
-            pgno, pages = 0, size // psize
-            while pgno < pages:
-                base = pgno * psize
-                flags, lower, upper = struct.unpack_from("<HHH", m, base + 10)
-                if flags & _P_OVERFLOW:
-                    pgno += max(1, struct.unpack_from("<I", m, base + 12)[0])
-                    continue
-                if (
-                    flags & (_P_BRANCH | _P_LEAF)
-                    and not flags & _P_LEAF2
-                    and _HEADER <= lower <= upper <= psize
-                ):
-                    m[base + lower : base + upper] = bytes(upper - lower)
-                    _zero_node_pads(m, base, lower, bool(flags & _P_LEAF))
-                pgno += 1
-            m.flush()
-        os.fsync(f.fileno())
-    return size
-
-
-def _zero_node_pads(m, base: int, lower: int, leaf: bool) -> None:
-    for i in range((lower - _HEADER) // 2):
-        node = base + struct.unpack_from("<H", m, base + _HEADER + 2 * i)[0]
-        lo, hi, nflags, ksize = struct.unpack_from("<HHHH", m, node)
-        data = (8 if nflags & _F_BIGDATA else lo | hi << 16) if leaf else 0
-        end = node + _NODE + ksize + data
-        if (end - node) % 2:
-            m[end] = 0
-
-
 def _ensure_room(env, extra: int) -> None:
     """Grow the map so that ``extra`` more bytes fit (sized from the data, rounded up to 1 MiB)."""
     info = env.info()
     used = (info["last_pgno"] + 1) * env.stat()["psize"]
     target = math.ceil((used + extra) / MIB) * MIB
     if info["map_size"] < target:
+        if env.flags()["writemap"]:
+            _reserve(Path(env.path()) / "data.mdb", target)
         env.set_mapsize(target)
 
 
-# --------------------------------------------------------------------------------------------
-# Reader
-# --------------------------------------------------------------------------------------------
-#: (resolved path, inode of data.mdb) -> (pid that opened it, environment)
-_ENVS: dict[tuple[str, int], tuple[int, object]] = {}
+def _reserve(path: Path, size: int) -> None:
+    """Extend a writable map's file to ``size`` with its blocks allocated, before LMDB remaps it.
 
-
-def _env_key(path: Path) -> tuple[str, int]:
-    # the inode tells a rebuilt environment (a new data.mdb at the same path) from the open one
-    return (str(path.resolve()), (path / "data.mdb").stat().st_ino)
-
-
-def _open_env(path: Path):
-    """One read-only environment per file and process (LMDB forbids opening one twice in a process).
-    A forked child closes the handle it inherited (LMDB: not to be used after fork; py-lmdb still
-    lists it as open) and opens its own; the parent's stays open (``lock=False``: no lock table)."""
-    import lmdb
-
-    key, pid = _env_key(path), os.getpid()
-    held = _ENVS.get(key)
-    if held is not None and held[0] == pid:
-        return held[1]
-    if held is not None:
-        held[1].close()
-    env = lmdb.open(key[0], readonly=True, lock=False, readahead=False, meminit=False, max_readers=512)
-    _ENVS[key] = (pid, env)
-    return env
-
-
-_DTYPES = {"U8": "<u1", "U16": "<u2", "I16": "<i2", "I32": "<i4", "F32": "<f4", "F64": "<f8"}
-
-
-def safetensors_views(buf) -> dict[str, np.ndarray]:
-    """The arrays of a safetensors value as read-only views of ``buf`` (no copy; little-endian)."""
-    size = int.from_bytes(buf[:8], "little")
-    header = json.loads(bytes(buf[8 : 8 + size]))
-    header.pop("__metadata__", None)
-    out = {}
-    for name, meta in header.items():
-        (start, end), dtype = meta["data_offsets"], np.dtype(_DTYPES[meta["dtype"]])
-        arr = np.frombuffer(buf, dtype, (end - start) // dtype.itemsize, 8 + size + start)
-        out[name] = arr.reshape(meta["shape"])
-    return out
-
-
-class LmdbReader:
-    """Values of an rsprep/rico-hdl LMDB environment (a folder holding ``data.mdb``)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not (self.path / "data.mdb").is_file():
-            raise InputNotFoundError(
-                f"{self.path} holds no data.mdb; create it with `rsprep convert lmdb DATASET`"
-            )
-        self._env = None
-        self._pid: int | None = None
-
-    @property
-    def env(self):
-        """The environment, opened on first use in each process (shared by readers of the same path)."""
-        if self._env is None or self._pid != os.getpid():
-            self._env = _open_env(self.path)
-            self._pid = os.getpid()
-        return self._env
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "_env": None, "_pid": None}
-
-    def close(self) -> None:
-        """Close the environment (for every reader of this path in this process)."""
-        held = _ENVS.pop(_env_key(self.path), None) if (self.path / "data.mdb").exists() else None
-        if held is not None:
-            held[1].close()
-        self._env = None
-
-    def keys(self) -> list[str]:
-        """All keys, in the environment's (sorted) order."""
-        with self.env.begin(buffers=True) as txn:
-            return [bytes(k).decode() for k in txn.cursor().iternext(values=False)]
-
-    def __len__(self) -> int:
-        return self.env.stat()["entries"]
-
-    def __contains__(self, key: str) -> bool:
-        with self.env.begin(buffers=True) as txn:
-            return txn.get(key.encode()) is not None
-
-    def raw(self, key: str) -> bytes:
-        """The stored safetensors bytes of ``key``."""
-        with self.env.begin(buffers=True) as txn:
-            return bytes(self._value(txn, key))
-
-    def _value(self, txn, key: str):
-        buf = txn.get(key.encode())
-        if buf is None:
-            raise ReaderError(f"{key!r} is not a key of {self.path / 'data.mdb'}")
-        return buf
-
-    @contextmanager
-    def views(self):
-        """One read transaction: yields ``get(key) -> {band: read-only array}``, views of the mapped
-        file (no copy) valid inside the ``with`` only. A missing key raises :class:`ReaderError`."""
-        with self.env.begin(buffers=True) as txn:
-            yield lambda key: safetensors_views(self._value(txn, key))
-
-    def get(self, key: str) -> dict[str, np.ndarray]:
-        """The arrays stored under one key (an S2 patch_id, an s1_name or ``<patch_id>_reference_map``)."""
-        from safetensors.numpy import load
-
-        return load(self.raw(key))
-
-    def patch(self, patch_id: str, s1_name: str | None = None, *, reference_map: bool = True) -> dict:
-        """All arrays of one patch: its S2 bands, its S1 bands when ``s1_name`` is given, its map."""
-        from safetensors.numpy import load
-
-        keys = [patch_id] + ([s1_name] if s1_name else []) + ([map_key(patch_id)] if reference_map else [])
-        out: dict[str, np.ndarray] = {}
-        with self.env.begin(buffers=True) as txn:
-            for key in keys:
-                values = load(bytes(self._value(txn, key)))
-                if key.endswith("_reference_map") and key != patch_id:
-                    values = {REFERENCE_MAP: values[MAP_BAND]}
-                out.update(values)
-        return out
+    LMDB itself would extend the file sparsely, after unmapping the old map: a file-size limit would
+    then leave the environment pointing at unmapped memory, and a full disk would be a SIGBUS when
+    a page is first written. Here both are an ``OSError`` naming the file, and nothing has changed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if libc.fallocate(fd, 0, ctypes.c_long(0), ctypes.c_long(size)) != 0:
+            err = ctypes.get_errno()
+            if err not in (95, 38):  # EOPNOTSUPP, ENOSYS: a file system without fallocate
+                raise OSError(err, os.strerror(err), str(path))
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)  # sparse: at least a file-size limit is met here
+    finally:
+        os.close(fd)

@@ -6,8 +6,9 @@ An interrupted run leaves both behind; the next run with the same plan resumes a
 logged, a run with another plan starts over. Only a complete build is moved into place, so an existing
 output is replaced (``--overwrite``) only by a finished one.
 
-Tasks are read in worker processes (spawned, like the per-tile stages) and handed back in task order,
-at most ``2 * workers`` ahead of the writer, so memory stays bounded whatever the dataset size.
+Tasks are read in worker processes (spawned, like the per-tile stages; :func:`run_ordered`) or, where
+reading releases the GIL, in threads of the writing process (:func:`run_threaded`), and handed back in
+task order, at most ``2 * workers`` ahead of the writer, so memory stays bounded whatever the dataset size.
 """
 
 from __future__ import annotations
@@ -252,6 +253,41 @@ def _run_ordered(fn, tasks, workers: int, on_result) -> None:
         raise ConvertError(
             f"a worker process died ({exc}); the finished tasks are kept: run the same command again "
             "to resume, with fewer --workers if memory ran out"
+        ) from exc
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_threaded(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[tuple[int, Any]],
+    *,
+    threads: int,
+    on_result: Callable[[int, Any], None],
+    what: str = "the output",
+) -> None:
+    """:func:`run_ordered` with the calls in ``threads`` threads of this process, for readers whose
+    work releases the GIL (file reads, Blosc): results are not pickled. At most ``2 * threads`` calls
+    run ahead of the consumer; the first failure cancels the rest and is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="rsprep-read")
+    try:
+        for tid, payload in tasks:
+            pending.append((tid, pool.submit(fn, payload)))
+            if len(pending) >= 2 * max(1, threads):
+                tid0, fut = pending.popleft()
+                on_result(tid0, fut.result())
+        while pending:
+            tid0, fut = pending.popleft()
+            on_result(tid0, fut.result())
+    except OSError as exc:
+        raise ConvertError(
+            f"writing {what} failed ({exc}); finished tasks are kept, free disk space and run the same "
+            "command again to resume"
         ) from exc
     finally:
         for _, fut in pending:
