@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 
 import geopandas as gpd
 import numpy as np
@@ -322,11 +323,38 @@ def _kosovo_file(reference_work, path):
     return path
 
 
+def _v1_paired_copy(reference_work, path):
+    """A copy of the work store whose s1 stage names every patch's v1 partner (what ``rsprep s1 --s1-v1``
+    records; the demo has no real v1 S1 patches on its grid), the demo's other products unpaired."""
+    shutil.copytree(reference_work, path, symlinks=True)
+    for store in find_stores(path):
+        t = store.table("s1.parquet")
+        names = [
+            f"S1B_IW_GRDH_1SDV_20170612T165809_33UUP_{int(x)}_{int(y)}"
+            if store.name.startswith(DEMO_PRODUCT)
+            else None
+            for x, y in (pid.split("_")[-2:] for pid in t.column("patch_id").to_pylist())
+        ]
+        t = t.set_column(t.column_names.index("s1_name"), "s1_name", pa.array(names, pa.string()))
+        pq.write_table(t, store.path / "s1.parquet")
+    return path
+
+
+def test_metadata_with_v1_alignment_refuses_other_s1_pixels(reference_work, demo_v1, tmp_path):
+    # the demo's s1 stage paired synthetic S1 scenes: v1's names would label other pixels
+    r = _run("metadata", "--work", reference_work, "--out", tmp_path / "ds", "--v1-alignment",
+             "--v1-tables", demo_v1)  # fmt: skip
+    assert r.exit_code == 1
+    assert "hold S1 pixels of another S1 patch than their BigEarthNet v1 partner" in r.output
+    assert "rsprep s1 --s1-v1 DIR" in r.output and not (tmp_path / "ds").exists()
+
+
 def test_metadata_with_v1_alignment(reference_work, demo_v1, tmp_path):
+    work = _v1_paired_copy(reference_work, tmp_path / "work")
     countries = _kosovo_file(reference_work, tmp_path / "countries.gpkg")
     ds = tmp_path / "ds"
     r = _run(
-        "metadata", "--work", reference_work, "--out", ds, "--v1-alignment", "--v1-tables", demo_v1,
+        "metadata", "--work", work, "--out", ds, "--v1-alignment", "--v1-tables", demo_v1,
         "--countries", countries, "--country-candidates", "Kosovo,Serbia",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -362,13 +390,12 @@ def test_metadata_with_v1_alignment(reference_work, demo_v1, tmp_path):
     record = json.loads((ds / "build.json").read_text())["stages"]["metadata"]
     assert record["v1"]["alignment"] is True and record["v1"]["matched"] == len(expected)
     assert record["options"]["v1_alignment"] is True
-    # the s1 stage of the demo paired other (synthetic) S1 scenes: named in a warning
-    assert "were paired by the s1 stage with another S1 patch than v1's partner" in r.output
 
 
 def test_metadata_v1_alignment_keep_unpaired_and_errors(reference_work, demo_v1, tmp_path):
+    work = _v1_paired_copy(reference_work, tmp_path / "work")
     r = build_metadata(
-        reference_work,
+        work,
         tmp_path / "ds",
         MetadataOptions(v1_alignment=True, v1_tables=demo_v1, keep_unpaired=True),
     )

@@ -5,6 +5,10 @@ Every gathered patch is aligned with BigEarthNet v1.0 from its ``patch_id`` alon
 pixels the S1 patches must then be) and both flags come from v1. A patch without a v1 counterpart has
 no S1 partner, so it stays out unless ``keep_unpaired`` (then with a null ``s1_name`` and its SCL
 flags). The SCL flags and v1's country and season go to the sidecar for comparison.
+
+The S1 pixels of the store must be v1's partners (the s1 stage with ``--s1-v1``): a patch that the s1
+stage paired with another S1 patch is an error (its pixels would be stored under v1's name), and a
+patch the s1 stage left without S1 pixels (e.g. ``--skip-bad-s1``) has no partner either.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ def align_gathered(table: pa.Table, counts: dict, *, keep_unpaired: bool, tables
     tables = load_v1_tables(tables_folder)
     aligned = align_patch_ids(table.column("patch_id"), tables)
     matched = np.asarray(pc.is_valid(aligned.column("s2v1_name")).to_numpy(zero_copy_only=False), dtype=bool)
-    keep = matched | keep_unpaired
+    _refuse_other_pairings(table, aligned, matched, work)
+    has_pixels = np.asarray(pc.is_valid(table.column("s1_name")).to_numpy(zero_copy_only=False), dtype=bool)
+    paired = matched & has_pixels
+    keep = paired | keep_unpaired
     unmatched = int((~matched).sum())
     counts["no_v1_counterpart"] = unmatched
-    counts["no_s1_partner"] = 0 if keep_unpaired else unmatched
+    counts["no_s1_partner"] = 0 if keep_unpaired else int((~paired).sum())
     counts["kept"] = int(keep.sum())
     if not keep.any():
         first = table.column("patch_id").slice(0, EXAMPLES).to_pylist()
@@ -69,10 +76,18 @@ def align_gathered(table: pa.Table, counts: dict, *, keep_unpaired: bool, tables
             "turn it off (--no-v1-alignment, or --set metadata.v1_alignment=false) for other products"
         )
     mask = pa.array(keep)
-    warnings = _pairing_warnings(table, aligned, matched)
+    warnings = []
+    if (matched & ~has_pixels).any():
+        warnings.append(
+            f"{int((matched & ~has_pixels).sum())} patch(es) with a v1 counterpart have no S1 pixels in the "
+            "work store (the s1 stage did not run or skipped them)"
+            + ("; kept without an S1 partner" if keep_unpaired else "; left out")
+        )
     kept = aligned.filter(mask)
     table = table.filter(mask)
-    table = table.set_column(table.column_names.index("s1_name"), "s1_name", kept.column("s1_name"))
+    none = pa.nulls(int(keep.sum()), pa.string())
+    s1_name = pc.if_else(pa.array(paired[keep]), kept.column("s1_name"), none)
+    table = table.set_column(table.column_names.index("s1_name"), "s1_name", s1_name)
     info = {
         "alignment": True,
         "source": tables.source,
@@ -92,21 +107,22 @@ def align_gathered(table: pa.Table, counts: dict, *, keep_unpaired: bool, tables
     )
 
 
-def _pairing_warnings(table: pa.Table, aligned: pa.Table, matched: np.ndarray) -> list[str]:
-    """A warning when the s1 stage paired patches with other S1 patches than v1's partners."""
+def _refuse_other_pairings(table: pa.Table, aligned: pa.Table, matched: np.ndarray, work) -> None:
+    """An error when the s1 stage paired patches with other S1 patches than v1's partners."""
     stage = table.column("s1_name").combine_chunks()
     v1 = aligned.column("s1_name").combine_chunks()
     differ = pc.fill_null(pc.not_equal(stage, v1), False).to_numpy(zero_copy_only=False) & matched
     if not differ.any():
-        return []
+        return
     rows = np.flatnonzero(differ)[:EXAMPLES]
     ids = table.column("patch_id")
     examples = "; ".join(f"{ids[i].as_py()}: {stage[i].as_py()} (v1: {v1[i].as_py()})" for i in rows.tolist())
-    return [
-        f"{int(differ.sum())} patch(es) were paired by the s1 stage with another S1 patch than v1's partner, "
-        f"e.g. {examples}; s1_name is v1's, so their S1 pixels must be v1's patches (the s1 stage with "
-        "--s1-v1), or turn v1 alignment off"
-    ]
+    raise WorkStoreError(
+        f"{work}: {int(differ.sum())} patch(es) hold S1 pixels of another S1 patch than their BigEarthNet v1 "
+        f"partner, e.g. {examples}; with v1 alignment s1_name is v1's, so the S1 pixels must be v1's "
+        "patches: run the s1 stage from them (rsprep s1 --s1-v1 DIR, or the recipe's s1.source: v1), "
+        "or turn v1 alignment off (--no-v1-alignment, --set metadata.v1_alignment=false)"
+    )
 
 
 def _bools(column) -> np.ndarray:
