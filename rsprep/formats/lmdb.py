@@ -102,6 +102,7 @@ def write_lmdb(
     count = Counter(total, progress, sum(len(items) for u, _, items in tasks if u in build.done))
     pending: dict[int, list] = {}
     remaining = dict(enumerate(per_unit))
+    seconds = {"read_and_write": 0.0, "transactions": 0.0}  # each step's share, in build.json only
 
     def collect(tid, values) -> None:
         """Gather a unit's values; write them, sorted, once its last task (or piece) is in."""
@@ -116,7 +117,9 @@ def write_lmdb(
             done = last_part
         count.add(len(values) if last_part is None else len(values[0]))
         if done:
+            t = time.perf_counter()
             _write_unit(env, psize, state, build, unit, sorted(pending.pop(unit), key=itemgetter(0)))
+            seconds["transactions"] += time.perf_counter() - t
 
     what = str(build.path)
     try:
@@ -136,7 +139,8 @@ def write_lmdb(
                 if unit not in build.done
             )
             run_ordered(encode, payloads, workers=options.workers, on_result=collect, what=what)
-        stats = _compact_into(env, psize, dest)
+        seconds["read_and_write"] = time.perf_counter() - t0
+        stats = _compact_into(env, psize, dest, seconds)
     except BaseException:
         _sync(env, build.path)  # an orderly stop: what was written survives a restart too
         raise
@@ -270,7 +274,7 @@ def _write_unit(env, psize: int, state: dict, build: PartialBuild, unit: int, va
 _MAP_RETRIES = 6  # a full map grows to 2**6 times the estimated room before it is an error
 
 
-def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
+def _compact_into(env, psize: int, dest: Path, seconds: dict[str, float]) -> dict:
     """Write the finished environment's compacting copy to ``dest`` (through a temporary sibling).
 
     The copy's map size (stored in its meta pages) is the built environment's used size rounded up to
@@ -290,10 +294,14 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
         # reaches the disk with the one fsync of zero_gaps
         fd = os.open(tmp / "data.mdb", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
+            t = time.perf_counter()
             env.copyfd(fd, compact=True)
+            seconds["compacting_copy"] = time.perf_counter() - t
         finally:
             os.close(fd)
+        t = time.perf_counter()
         used = zero_gaps(tmp / "data.mdb", psize)
+        seconds["zero_gaps_and_fsync"] = time.perf_counter() - t
         replace_path(tmp, dest)
     except (lmdb.Error, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -301,7 +309,13 @@ def _compact_into(env, psize: int, dest: Path) -> dict[str, int]:
             f"writing {tmp / 'data.mdb'} (the finished copy of {dest}) failed ({exc}); the build is "
             "kept: free disk space and run the same command again to finish it"
         ) from exc
-    return {"map_size": env.info()["map_size"], "entries": stat["entries"], "used_bytes": used}
+    seconds = {k: round(v, 3) for k, v in seconds.items()}
+    return {
+        "map_size": env.info()["map_size"],
+        "entries": stat["entries"],
+        "used_bytes": used,
+        "seconds": seconds,
+    }
 
 
 def _ensure_room(env, extra: int) -> None:
