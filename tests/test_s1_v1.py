@@ -363,3 +363,20 @@ def test_reben_recipe_takes_s1_from_v1(tmp_path):
     assert r.exit_code == 2 and "pass --s1-v1 DIR" in r.output
     r = runner.invoke(app, [*base, "--s1", str(tmp_path), "--s1-v1", str(tmp_path)])
     assert r.exit_code == 2 and "give one S1 source" in r.output
+
+
+def test_a_v1_folder_is_fingerprinted_by_its_listing(v1, tmp_path):
+    """A BigEarthNet-S1-v1.0 folder (1.8 million files at full size) is fingerprinted by its top-level
+    entries, not file by file; a new patch folder changes the digest."""
+    from rsprep.build.run_record import input_fingerprints
+
+    folder = tmp_path / "s1v1"
+    shutil.copytree(_v1_dir(v1), folder)
+    first = input_fingerprints([], folder, None, None, None, s1_listing=True)["s1"]
+    assert first["scope"] == "top-level entries"
+    assert first["files"] == len(list(folder.iterdir()))
+    (folder / "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_99_99").mkdir()
+    again = input_fingerprints([], folder, None, None, None, s1_listing=True)["s1"]
+    assert again["digest"] != first["digest"] and again["files"] == first["files"] + 1
+    full = input_fingerprints([], folder, None, None, None)["s1"]
+    assert "scope" not in full and full["files"] > again["files"]  # every file, one level down

@@ -101,7 +101,7 @@ def prepare(
     listed = check_inputs(recipe, products, allow_extra=allow_extra, verify=verify_inputs)
     if shard is not None:
         products = shards.select(products, shard)
-    inputs = input_fingerprints(products, s1, clc, countries, v1)
+    inputs = input_fingerprints(products, s1, clc, countries, v1, s1_listing=recipe.s1.source == "v1")
     plan = make_plan(recipe, products, Path(out), s1=s1, clc=clc, inputs=_step_inputs(inputs))
     if listed is not None:
         plan.input_list, inputs["product_list"] = listed, listed.to_dict()

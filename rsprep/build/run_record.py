@@ -15,16 +15,24 @@ from rsprep.build.plan import Plan
 from rsprep.build.tasks import ProductOutcome, peak_mb
 
 
-def input_fingerprints(products, s1, clc, countries, v1) -> dict[str, Any]:
-    """Every input with its fingerprint (size and mtime of its files, one digest)."""
+def input_fingerprints(products, s1, clc, countries, v1, *, s1_listing: bool = False) -> dict[str, Any]:
+    """Every input with its fingerprint (size and mtime of its files, one digest).
 
-    def short(path):
-        fp = rec.fingerprint_tree(path)
-        return None if fp is None else {"path": str(path), "digest": fp["digest"], "files": len(fp["files"])}
+    ``s1_listing``: the S1 input is a BigEarthNet-S1-v1.0 folder, fingerprinted by its top-level
+    entries (:func:`~rsprep.build.record.fingerprint_listing`; the v1 S1 stage fingerprints the files
+    each store reads), not by stat-ing its 1.8 million files on every run and every shard.
+    """
+
+    def short(path, fingerprint=rec.fingerprint_tree):
+        fp = fingerprint(path)
+        if fp is None:
+            return None
+        out = {"path": str(path), "digest": fp["digest"], "files": len(fp["files"])}
+        return {**out, "scope": fp["scope"]} if "scope" in fp else out
 
     return {
         "s2": [short(p) for p in products],
-        "s1": short(s1),
+        "s1": short(s1, rec.fingerprint_listing if s1_listing else rec.fingerprint_tree),
         "clc": short(clc),
         "countries": short(countries),
         "v1": short(v1),
