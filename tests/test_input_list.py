@@ -80,7 +80,7 @@ def dry_run(archive: Path, s2: Path, out: Path, *extra: str) -> list[str]:
     return [
         *("build", "reben", "--s2", str(s2), "--s1", str(a / "s1"), "--clc", str(a / CLC)),
         *("--countries", str(a / COUNTRIES), "--out", str(out), "--dry-run"),
-        *("--set", "inputs.s2_level=any", *extra),
+        *("--set", "inputs.s2_level=any", "--set", "s1.source=scenes", *extra),  # the archive's S1 scenes
     ]
 
 
@@ -278,6 +278,9 @@ def test_a_zip_with_the_listed_hash_is_verified(tmp_path):
     report = check_inputs(load_recipe(tmp_path / "mine.yaml"), [zipped], verify=True)
     assert report.verified == [str(zipped)] and not report.warnings
     assert report.lines()[-1] == "  verified: 1 zip(s) have the official SHA-256"
+    # a shard hashes only its own zips (verify_only): another shard's zip is not read here
+    other = check_inputs(load_recipe(tmp_path / "mine.yaml"), [zipped], verify=True, verify_only=[])
+    assert other.verified == [] and len(other.present) == 1
 
 
 # --------------------------------------------------------------------------------------------

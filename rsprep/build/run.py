@@ -98,9 +98,11 @@ def prepare(
     recipe.metadata_options(countries=countries, v1=v1).require_inputs()  # e.g. --v1 with v1 alignment
     s1 = s1 if need.s1 else None  # a recipe without S1 runs no s1 stage
     products = find_products(s2, need.s2_level)
-    listed = check_inputs(recipe, products, allow_extra=allow_extra, verify=verify_inputs)
-    if shard is not None:
-        products = shards.select(products, shard)
+    mine = products if shard is None else shards.select(products, shard)
+    listed = check_inputs(
+        recipe, products, allow_extra=allow_extra, verify=verify_inputs, verify_only=mine
+    )  # every shard checks the whole list, but hashes only its own zips
+    products = mine
     inputs = input_fingerprints(products, s1, clc, countries, v1, s1_listing=recipe.s1.source == "v1")
     plan = make_plan(recipe, products, Path(out), s1=s1, clc=clc, inputs=_step_inputs(inputs))
     if listed is not None:
