@@ -214,7 +214,7 @@ def _provenance(view: DatasetView) -> dict[str, Any] | None:
     if not view.build:
         return None
     stages = {
-        name: {k: _recorded(k, v, view.root) for k, v in rec.items() if k not in RUN_ONLY}
+        name: {k: _recorded(k, _data_only(v), view.root) for k, v in rec.items() if k not in RUN_ONLY}
         for name, rec in sorted(view.build.get("stages", {}).items())
     }
     out: dict[str, Any] = {"rsprep_version": view.build.get("rsprep_version"), "stages": stages}
@@ -229,6 +229,13 @@ def _provenance(view: DatasetView) -> dict[str, Any] | None:
         out["products"] = [_product(s) for s in stores]
     out["work"] = ds.recorded_path(view.work, view.root) if view.work is not None else None
     return out
+
+
+def _data_only(value: Any) -> Any:
+    """``value`` without :data:`RUN_ONLY` keys at any depth (e.g. the LMDB writer's ``extra.seconds``)."""
+    if isinstance(value, dict):
+        return {k: _data_only(v) for k, v in value.items() if k not in RUN_ONLY}
+    return value
 
 
 def _recorded(key: str, value: Any, root: Path) -> Any:
