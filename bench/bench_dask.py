@@ -13,7 +13,10 @@
    comparison: they are the same code on the client whichever executor ran the tasks.
 3. From each ``OUT/shards/0-of-1.json``: every product's stage seconds (measured inside the worker);
    for Dask also its startup (cluster and first worker). Dask's overhead = its wall − the local wall,
-   in total and per task; the two work stores are compared byte for byte.
+   in total and per task, and, since a shared machine's load inflates the tasks' own seconds unevenly,
+   also the difference of the slack (wall − Σ task seconds ÷ workers: plan, start-up, scheduling,
+   imbalance); the two work stores are compared byte for byte. ``--with RUN.json`` adds the figures
+   of another run (e.g. ``--dask-first``, written to bench/.data/bench_dask-dask-first.json).
 4. Unless ``--no-finalize``: ``rsprep build … --finalize`` on the local run's OUT (the dataset-wide
    steps once, as after array jobs), whose ``convert:lmdb`` gives the single LMDB writer's rate for the
    reBEN arithmetic of the section.
@@ -120,12 +123,33 @@ def finalize(archive: Path, products: list[Path], out: Path, sets: list[str]) ->
     }
 
 
-def arithmetic(r: dict) -> dict:
+def slack(b: dict, workers: int) -> float:
+    """Wall time beyond the tasks' own seconds spread over the workers (plan, start-up, scheduling)."""
+    return b["wall_s"] - sum(b["tasks"].values()) / workers
+
+
+def run_rows(runs: list[dict], workers: int) -> list[str]:
+    out = [
+        "| run | local wall (s) | Dask wall (s) | Dask ÷ local | Σ task s, local / Dask "
+        "| slack (s), local / Dask |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lo, da = r["local"], r["dask"]
+        out.append(
+            f"| {r.get('order', 'local first')} | {lo['wall_s']:.1f} | {da['wall_s']:.1f} | "
+            f"**{da['wall_s'] / lo['wall_s']:.3f}×** | {sum(lo['tasks'].values()):.0f} / "
+            f"{sum(da['tasks'].values()):.0f} | {slack(lo, workers):.1f} / {slack(da, workers):.1f} |"
+        )
+    return out
+
+
+def arithmetic(r: dict, workers: int) -> dict:
     """reBEN on a 10-node × 16-core cluster from this run's figures (see the section's text)."""
     local, dask = r["local"], r["dask"]
     n = len(r["products"])
     c = sum(local["tasks"].values()) / n  # one product at one thread
-    over = (dask["wall_s"] - local["wall_s"]) / n  # Dask's overhead per task (this run)
+    over = (slack(dask, workers) - slack(local, workers)) / n  # Dask's own overhead per task
     slots = REBEN["nodes"] * REBEN["cores"]
     rounds = math.ceil(REBEN["products"] / slots)
     x = {
@@ -159,18 +183,17 @@ def arithmetic(r: dict) -> dict:
 def section(r: dict, args: argparse.Namespace) -> str:
     local, dask, x = r["local"], r["dask"], r["arithmetic"]
     n, w = len(r["products"]), args.workers
-    cmd = "python bench/bench_dask.py" + (f" --products {args.products}" if args.products else "")
-    cmd += " --small" if args.small else ""
-    cmd += " --no-finalize" if args.no_finalize else ""
-    cmd += f" --workers {w} --write docs/BENCHMARKS.md"
+    cmd = "` and `".join([r["command"], *(o["command"] for o in r.get("others", []))])
     ratio = dask["wall_s"] / local["wall_s"]
     lines = [
         HEADING,
         "",
-        f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}, {r['machine']}). {n} "
-        + ("demo-size" if args.small else "full-size (10980 × 10980 px, JPEG2000)")
+        f"Measured by `{cmd}` ({r['date']}, {r['machine']})"
+        + (f"; this section written by `{r['reported']}`" if r.get("reported") else "")
+        + f". {n} "
+        + ("demo-size" if r.get("small") else "full-size (10980 × 10980 px, JPEG2000)")
         + f" synthetic L2A products of `{r['archive']}`"
-        + ("" if args.small else " (the build benchmark's archive)")
+        + ("" if r.get("small") else " (the build benchmark's archive)")
         + ", recipe `demo` with `"
         + "` `".join(f"--set {s}" for s in r["sets"])
         + f"`; page cache warmed first ({r['warm_s']:.0f} s). Each run is `rsprep build … --workers {w} "
@@ -198,14 +221,33 @@ def section(r: dict, args: argparse.Namespace) -> str:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += [
         "",
-        f"Dask's overhead: **{dask['wall_s'] - local['wall_s']:+.1f} s in total = {ratio:.3f}× the local "
-        f"executor's wall time** (goal ≤ 1.05×), {x['over']:+.1f} s per task ({n} tasks), of which "
-        f"{dask['executor'].get('startup_seconds', 0):.1f} s is starting the cluster once; the tasks "
-        f"themselves took {sum(dask['tasks'].values()) - sum(local['tasks'].values()):+.1f} s (Σ) more "
-        "in Dask's workers. "
+        f"Dask against the local executor: **{dask['wall_s'] - local['wall_s']:+.1f} s in total = "
+        f"{ratio:.3f}× its wall time** (goal ≤ 1.05×). Of that, the slack (below) differs by "
+        f"{slack(dask, w) - slack(local, w):+.1f} s = **{x['over']:+.1f} s per task** ({n} tasks; starting "
+        f"the cluster took {dask['executor'].get('startup_seconds', 0):.1f} s once), and the tasks' own "
+        f"seconds by {sum(dask['tasks'].values()) - sum(local['tasks'].values()):+.1f} s (Σ), timed "
+        "inside the workers: the same function and thread caps, but not the same worker environment "
+        "(below) and not the same load of the shared machine. "
         f"Work stores byte-identical: **{'yes' if r['identical'] else 'NO'}** (SHA-256 over every file of "
         "OUT/work).",
     ]
+    lines += [
+        "",
+        f"Per run (slack = wall − Σ task seconds ÷ {w} workers: plan, start-up, scheduling and imbalance, "
+        "the part an executor adds; the tasks' own seconds move with the neighbours' load):",
+        "",
+        *run_rows([r, *r.get("others", [])], w),
+    ]
+    if any("spawn_environ" not in run for run in [r, *r.get("others", [])]):
+        lines += [
+            "",
+            "These runs were made before `rsprep build` gave a LocalCluster's workers the local executor's "
+            "environment: they ran with Dask's default `distributed.nanny.pre-spawn-environ`, whose "
+            "`MALLOC_TRIM_THRESHOLD_=65536` turns off glibc's dynamic mmap threshold (every large array "
+            "mapped and zeroed afresh) — the likely cause of the tasks' slower seconds in Dask's workers "
+            "in both orders, while the slack, Dask's own part, stayed within a few seconds per task. Not "
+            "measured again since the change: rerun the two commands above.",
+        ]
     fin = r.get("finalize")
     if fin:
         lines += [
@@ -221,24 +263,30 @@ def section(r: dict, args: argparse.Namespace) -> str:
         f"reBEN on {REBEN['nodes']} nodes × {REBEN['cores']} cores ({REBEN['products']} products with "
         f"patches, {REBEN['pairs']:,} patch pairs, ≈ {REBEN['lmdb_gb']:.0f} GB of LMDB), sen2cor excluded, "
         "every product costed as a full synthetic tile"
-        + (" (**a check run on demo-size products: these figures are not reBEN's**):" if args.small else ":"),
+        + (
+            " (**a check run on demo-size products: these figures are not reBEN's**):"
+            if r.get("small")
+            else ":"
+        ),
         "",
-        f"- Per-product cost: **{x['c']:.0f} s** at one thread (the mean task of the local run above). "
+        f"- Per-product cost: **{x['c']:.0f} s** at one thread (the mean task of the local run above, on "
+        "2 loaded cores: an upper bound; the build benchmark measured 117–221 s). "
         f"{x['slots']} Dask workers (16 per node, 1 thread and ≤ 2.6 GB each: 42 GB per node) take the "
         f"{REBEN['products']} tasks in ⌈{REBEN['products']} / {x['slots']}⌉ = {x['rounds']} round: "
         f"{x['rounds']} × {x['c']:.0f} s + {dask['executor'].get('startup_seconds', 0):.0f} s startup ≈ "
         f"**{x['phase_s'] / m:.1f} min** (one 16-core node: ⌈115 / 16⌉ = 8 rounds = "
-        f"{x['one_node_s'] / m:.0f} min), plus Dask's measured {x['over']:+.1f} s per task.",
+        f"{x['one_node_s'] / m:.0f} min), plus Dask's own overhead ({x['over']:+.1f} s per task here).",
         f"- Shared file system: each task reads its product ({x['in_gb']:.2f} GB here) and writes its work "
         f"store ({x['work_gb']:.2f} GB here): {REBEN['products']} × {x['in_gb'] + x['work_gb']:.2f} GB = "
-        f"{x['fs_gb']:.0f} GB within the round, **{x['fs_gb_s']:.2f} GB/s** sustained: "
+        f"**{x['fs_gb']:.0f} GB within the round**, {x['fs_gb_s']:.2f} GB/s at {x['c']:.0f} s per task. "
+        f"The round takes max({x['c']:.0f} s, {x['fs_gb']:.0f} GB ÷ the file system's bandwidth): one NFS "
+        f"server (≈ 1 GB/s over 10 GbE) needs {x['fs_gb'] / m:.1f} min for it, "
         + (
-            "more than one NFS server gives (≈ 1 GB/s over 10 GbE), so there the file system, not the "
-            f"{x['slots']} cores, bounds the per-product phase ({x['fs_gb']:.0f} GB ÷ 1 GB/s = "
-            f"{x['fs_gb'] / m:.1f} min); a parallel file system (Lustre, GPFS: several GB/s) keeps up."
-            if x["fs_gb_s"] > 1.0
-            else "within what one NFS server gives (≈ 1 GB/s over 10 GbE)."
-        ),
+            "longer than the compute, so there the file system, not the cores, bounds the phase"
+            if x["fs_gb"] > x["c"]
+            else f"close to the compute (a task under {x['fs_gb']:.0f} s would be bound by it)"
+        )
+        + "; a parallel file system (Lustre, GPFS: several GB/s) keeps the phase compute-bound.",
         f"- Then the dataset-wide steps run once on one node (`--finalize`, or the client): the single LMDB "
         f"writer at {x['lmdb_mb_s']:.0f} MB/s ({x['lmdb_source']}) needs {REBEN['lmdb_gb']:.0f} GB ÷ "
         f"{x['lmdb_mb_s']:.0f} MB/s = **{x['lmdb_s'] / m:.0f} min**, reading the {REBEN['products']} work "
@@ -258,10 +306,29 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small", action="store_true", help="the demo-size archive (a check of the benchmark)")
     ap.add_argument("--no-finalize", action="store_true", help="skip the --finalize run")
+    ap.add_argument("--dask-first", action="store_true", help="run the Dask build before the local one")
     ap.add_argument("--set", dest="sets", action="append", help="recipe overrides (default: reBEN-like)")
+    ap.add_argument("--with", dest="others", action="append", help="another run's JSON, for the table")
     ap.add_argument("--write", type=Path)
+    ap.add_argument("--report", type=Path, help="write the section of a recorded run (its JSON) instead")
     args = ap.parse_args()
     args.archive_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        r = json.loads(args.report.read_text())
+        r.setdefault("command", "python bench/bench_dask.py")  # recorded before the key existed
+        r.setdefault("date", time.strftime("%Y-%m-%d", time.localtime(args.report.stat().st_mtime)))
+        r["arithmetic"] = arithmetic(r, args.workers)
+        r["others"] = [json.loads(Path(p).read_text()) for p in args.others or ()]
+        for o in r["others"]:  # recorded before the key existed: its flags, from what it recorded
+            flags = " --dask-first" if o.get("order") == "Dask first" else ""
+            o.setdefault(
+                "command",
+                "python bench/bench_dask.py" + flags + ("" if "finalize" in o else " --no-finalize"),
+            )
+        r["reported"] = " ".join(["python bench/bench_dask.py", *sys.argv[1:]])
+        if args.write:
+            replace_section(args.write, HEADING, section(r, args))
+        return
     if args.small:
         archive = small_archive(args.archive_dir)
     else:
@@ -269,15 +336,22 @@ def main() -> None:
     products = sorted((archive / "s2").glob("*.SAFE"))[: args.products or None]
     sets = args.sets if args.sets is not None else list(DEFAULT_SETS)
     r: dict = {"archive": str(archive), "products": [p.name for p in products], "sets": sets}
+    r["command"] = " ".join(["python bench/bench_dask.py", *sys.argv[1:]])
+    r["date"] = time.strftime("%Y-%m-%d")
+    r["small"] = args.small
+    r["spawn_environ"] = "rsprep"  # the LocalCluster's workers get the local executor's environment
     r["warm_s"] = warm(archive)
     r["input_bytes"] = sum(disk_usage(p) for p in products)
     w = args.workers
     base = args.archive_dir / "dask-out"
-    r["local"] = run(archive, products, base / "local", sets, w, ["--shard", "0/1"])
-    print(f"local processes: {r['local']['wall_s']:.1f} s", flush=True)
-    extra = ["--shard", "0/1", "--cluster", "local", "--cluster-option", f"processes={w}"]
-    r["dask"] = run(archive, products, base / "dask", sets, w, extra)
-    print(f"dask LocalCluster: {r['dask']['wall_s']:.1f} s", flush=True)
+    extras = {
+        "local": ["--shard", "0/1"],
+        "dask": ["--shard", "0/1", "--cluster", "local", "--cluster-option", f"processes={w}"],
+    }
+    for k in ("dask", "local") if args.dask_first else ("local", "dask"):
+        r[k] = run(archive, products, base / k, sets, w, extras[k])
+        print(f"{k}: {r[k]['wall_s']:.1f} s", flush=True)
+    r["order"] = "Dask first" if args.dask_first else "local first"
     for k in ("local", "dask"):
         r[k].update(shard_figures(r[k]))
     r["work_bytes"] = disk_usage(base / "local" / "work")
@@ -286,8 +360,10 @@ def main() -> None:
         r["finalize"] = finalize(archive, products, base / "local", sets)
         print(f"finalize: {r['finalize']['wall_s']:.1f} s", flush=True)
     r["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    r["arithmetic"] = arithmetic(r)
-    (args.archive_dir / "bench_dask.json").write_text(json.dumps(r, indent=1, default=str))
+    r["arithmetic"] = arithmetic(r, w)
+    r["others"] = [json.loads(Path(p).read_text()) for p in args.others or ()]
+    name = "bench_dask-dask-first.json" if args.dask_first else "bench_dask.json"
+    (args.archive_dir / name).write_text(json.dumps(r, indent=1, default=str))
     print(json.dumps({k: v for k, v in r.items() if k not in ("local", "dask")}, indent=1, default=str))
     if args.write:
         replace_section(args.write, HEADING, section(r, args))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rsprep.build.dask_executor import DaskExecutor, DistributedError, MissingExtraError, import_distributed
-from rsprep.build.executor import THREAD_VARIABLES
+from rsprep.build.executor import THREAD_VARIABLES, cores
 from rsprep.errors import InvalidParameterError
 
 #: Dask settings of every worker the build starts (and of a LocalCluster's workers through their nanny).
@@ -96,7 +96,8 @@ def start_cluster(section, workers: int) -> tuple[Any, Any]:
     import dask
 
     distributed = import_distributed()
-    with dask.config.set(WORKER_CONFIG):
+    settings = dask.config.set({**WORKER_CONFIG, **_spawn_environ(section, workers)})  # until close()
+    try:
         if section.kind == "local":
             cluster = distributed.LocalCluster(
                 n_workers=section.processes or workers,
@@ -110,11 +111,15 @@ def start_cluster(section, workers: int) -> tuple[Any, Any]:
         else:
             cluster = _jobqueue_cluster(section)
             cluster.scale(jobs=section.jobs)
+    except BaseException:
+        settings.__exit__(None, None, None)
+        raise
     client = distributed.Client(cluster, set_as_default=False)
 
     def close() -> None:
         client.close()
         cluster.close()
+        settings.__exit__(None, None, None)
 
     try:
         client.wait_for_workers(1, timeout=section.wait)
@@ -125,6 +130,18 @@ def start_cluster(section, workers: int) -> tuple[Any, Any]:
             "check the batch jobs (squeue / qstat, their logs), or raise cluster.wait"
         ) from None
     return client, close
+
+
+def _spawn_environ(section, workers: int) -> dict:
+    """The environment a LocalCluster's nannies give each worker process before it starts: the thread
+    caps of the local executor (cores ÷ workers), and not Dask's default ``MALLOC_TRIM_THRESHOLD_``
+    (which turns off glibc's dynamic mmap threshold, so every large array is mapped and zeroed afresh),
+    so a worker process runs a task as a local executor's worker does."""
+    if section.kind != "local":
+        return {}
+    threads = max(1, cores() // (section.processes or workers))
+    names = (*THREAD_VARIABLES, "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    return {"distributed.nanny.pre-spawn-environ": {k: str(threads) for k in names}}
 
 
 def _jobqueue_cluster(section):
