@@ -321,3 +321,20 @@ def test_split_options_type_their_own_numbers():
     )
     assert SplitOptions(patch_size=1200.5).patch_size == 1200.5 and SplitOptions(seed=1.5).seed == 1.5
     assert not hasattr(__import__("rsprep.build.steps", fromlist=["_"]), "_typed")
+
+
+def test_a_dataset_without_s1_builds_cards_and_validates(tmp_path):
+    """No S1 input (keep_unpaired): the S1 statistics are null (the card shows None), the Zarr S1 arrays
+    are all fill value (Zarr writes no shard) and validation accepts that, with every step run."""
+    synthesize(tmp_path / "a", SynthConfig(tiles=1, acquisitions=1, s1=False, content="gtiff"))
+    a = tmp_path / "a"
+    recipe = load_recipe("demo", ["inputs.s1=false", "metadata.keep_unpaired=true", "noise=[]"])
+    out = tmp_path / "out"
+    result = build(recipe, s2=[a / "s2"], s1=None, clc=a / CLC, countries=a / COUNTRIES, out=out, workers=1)
+    assert result.ok and result.steps_run, result.failures
+    dataset = out / "dataset"
+    assert not list((dataset / "zarr" / "dataset.zarr" / "s1" / "VV").glob("c/*/*/*"))
+    assert "native_mean = [" in (dataset / "README.md").read_text()
+    assert "# None: the band has no valid pixel" in (dataset / "README.md").read_text()
+    record = json.loads((out / "build.json").read_text())
+    assert record["steps"]["validate"]["status"] == "done"

@@ -335,6 +335,15 @@ def test_stats_table_when_stats_json_is_present(carded, tmp_path):
     assert rows[-1] == ["VH", "10", "0.5000", "16.1250", "-30.5000", "5.5000", "-25", "1.2500", "13"]
     assert "split train, all of its 14 patches, read from lmdb" in text
     assert "native_mean = [1000.2500, 1001.2500," in text
+    # a dataset without S1 pixels (no S1 input, keep_unpaired): S1 statistics are null
+    doc = _stats_doc()
+    doc["bands"]["VV"].update(count=0, mean=None, std=None, min=None, max=None, p1=None, p99=None)
+    doc["loader"]["native"]["mean"][-2] = doc["loader"]["native"]["std"][-2] = None
+    (root / "stats.json").write_text(json.dumps(doc))
+    make_card(root)
+    text = (root / README).read_text()
+    assert md_table(text, "## Statistics")[-2] == ["VV", "10", *["None"] * 6, "12"]
+    assert ", None, 0.5000]\nnative_std" in text and "# None: the band has no valid pixel" in text
     (root / "stats.json").write_text(json.dumps({"format": "something else"}))
     make_card(root)
     assert "stats.json is not a version-1 rsprep-stats file" in (root / README).read_text()

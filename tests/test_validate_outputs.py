@@ -201,6 +201,17 @@ def test_a_missing_zarr_shard_and_a_wrong_s1_name(copy):
     assert ("B03: 14,400 of 14,400 pixels are 0 (nodata); S2 bands have none (in Zarr)", first8[0]) in values
 
 
+def test_a_missing_s1_shard_of_paired_patches_is_an_error(copy):
+    store = copy / "zarr" / "dataset.zarr"
+    (store / "s1" / "VV" / "c" / "0" / "0" / "0").unlink()  # rows 0-7, all with an S1 partner
+    view = open_view(copy)
+    paired = [p for p, n in zip(view.patch_ids[:8], view.s1_names[:8], strict=True) if n]
+    assert paired
+    report = validate(copy, checks=["completeness"], full=True)
+    msg = f"the shard file is missing: {len(paired)} patches from {paired[0]} have no data"
+    assert (msg, "s1/VV/c/0/0/0") in _errors(report, "completeness")
+
+
 def test_a_patch_whose_s1_name_the_tables_drop(copy):
     import pyarrow.compute as pc
 

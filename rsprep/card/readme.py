@@ -82,8 +82,9 @@ def num(value: Any) -> str:
     return str(int(value)) if isinstance(value, int | float) else str(value)
 
 
-def floats(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
+def floats(values: Sequence[float | None]) -> str:
+    """A Python list literal; ``None`` where a band had no valid pixel (e.g. S1 of a dataset without S1)."""
+    return "[" + ", ".join("None" if v is None else f"{v:.4f}" for v in values) + "]"
 
 
 def code(value: Any) -> str:
@@ -240,6 +241,8 @@ def _stats(facts: dict[str, Any]) -> str:
         bands_of = s["order"]["native"] if name == "native" else s["order"]["s2"]
         loader.append(f"# {name}: {', '.join(bands_of)}\n{name}_mean = {floats(v['mean'])}")
         loader.append(f"{name}_std = {floats(v['std'])}")
+    if any(x is None for v in s.get("loader", {}).values() for x in (*v["mean"], *v["std"])):
+        loader.append("# None: the band has no valid pixel in the statistics' patches")
     if loader:
         text += "\n\nNormalisation constants for loaders:\n\n```python\n" + "\n".join(loader) + "\n```"
     return text

@@ -141,7 +141,7 @@ def _zarr(view: DatasetView, rec: Recorder, size: int) -> None:
         elif (meta.get("data_type"), tuple(meta.get("shape", ()))) != (dtype, shape):
             rec.error(f"is {meta.get('data_type')} {meta.get('shape')}, expected {dtype} {list(shape)}", name)
         elif len(shape) > 2:
-            _zarr_chunks(store, name, meta, ids, rec)
+            _zarr_chunks(store, name, meta, ids, rec, s1 if name.startswith("s1/") else None)
 
 
 def _zarr_arrays(store: Path, n: int, size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -188,26 +188,38 @@ def _zarr_rows(view: DatasetView, ids: list[str], s1: list[str], rec: Recorder) 
                 rec.error(f"the Zarr s1_name is {got!r}, the tables say {exp!r}", pid)
 
 
-def _zarr_chunks(store: Path, name: str, meta: dict, ids: list[str], rec: Recorder) -> None:
-    """Every row of an image array has its chunk (a missing shard or chunk reads as fill values)."""
+def _zarr_chunks(
+    store: Path, name: str, meta: dict, ids: list[str], rec: Recorder, s1: list[str] | None = None
+) -> None:
+    """Every row of an image array has its chunk (a missing shard or chunk reads as fill values).
+
+    ``s1``: the ``s1_name`` of every row, for an S1 array: a patch without an S1 partner (``""``) is all
+    fill value (NaN), a chunk Zarr does not write, so only the rows with a partner need theirs.
+    """
     arr = ShardedPatchArray.open(store / name, meta)
     if arr is None:
         return  # not the layout rsprep writes; the value check sees fill values
     n, per = arr.shape[0], arr.per_shard
     suffix = "/".join("0" * (len(arr.shape) - 1))
     for s in range(-(-n // per)):
-        rel, rows = f"{name}/c/{s}/{suffix}", ids[s * per : min(n, (s + 1) * per)]
+        lo, hi = s * per, min(n, (s + 1) * per)
+        rel, rows = f"{name}/c/{s}/{suffix}", ids[lo:hi]
+        need = [True] * len(rows) if s1 is None else [bool(x) for x in s1[lo:hi]]
+        if not any(need):
+            continue  # no partner in this shard: all fill value, nothing to store
         try:
             with open(store / rel, "rb") as f:
                 f.seek(-(per * 16 + 4), os.SEEK_END)
                 index = np.frombuffer(f.read(per * 16), dtype="<u8").reshape(-1, 2)
         except FileNotFoundError:
-            rec.error(f"the shard file is missing: {len(rows)} patches from {rows[0]} have no data", rel)
+            first = next(pid for pid, x in zip(rows, need, strict=True) if x)
+            rec.error(f"the shard file is missing: {sum(need)} patches from {first} have no data", rel)
             continue
         except (OSError, ValueError) as exc:
             rec.error(f"the shard file has no readable index ({exc})", rel)
             continue
-        absent = [pid for pid, off in zip(rows, index[: len(rows), 0], strict=True) if off == 2**64 - 1]
+        offsets = index[: len(rows), 0]
+        absent = [pid for pid, off, x in zip(rows, offsets, need, strict=True) if x and off == 2**64 - 1]
         if absent:
             rec.error(f"{len(absent)} of its {len(rows)} patches have no chunk, e.g. {absent[0]}", rel)
 
