@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rsprep.core.grid import TileGrid
 from rsprep.errors import InvalidParameterError
 from rsprep.inputs.s1 import FIX, POLARISATIONS, BadS1Error, S1Discovery, find_scenes
 from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
@@ -30,14 +29,13 @@ from rsprep.stages.s1_pair import (  # noqa: F401  (the stage's public pairing A
     in_reach,
     pair_tile,
 )
+from rsprep.stages.s1_write import write_arrays, write_table
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
     PATCH_TABLE,
     S1_ARRAYS,
     S1_TABLE,
     TileStore,
-    consolidate,
-    create_patch_array,
     find_stores,
     stage_record,
 )
@@ -139,8 +137,8 @@ def s1_store(
         building(store.path / S1_ARRAYS) as tmp_arrays,
         building(store.path / S1_TABLE, folder=False) as tmp_table,
     ):
-        _write_arrays(tmp_arrays, pairing, pols, grid, m)
-        _write_table(tmp_table, table, pairing)
+        write_arrays(tmp_arrays, pairing, pols, grid, m, {"resampling": "bilinear"})
+        write_table(tmp_table, table, pairing)
     store.record_stage(
         STAGE,
         stage_record(
@@ -177,45 +175,6 @@ def _result(
     warnings = [f"excluded (--skip-bad-s1): {e.removesuffix('; ' + FIX)}" for e in excluded]
     counts = {"paired": paired, "valid": valid}
     return StageResult(STAGE, path, status, path, valid, seconds, counts=counts, warnings=warnings)
-
-
-def _write_arrays(path: Path, pairing: Pairing, pols: Sequence[str], grid: TileGrid, m: int) -> None:
-    """Write the ``m`` paired patches of every polarisation as a zarr v3 group at ``path``."""
-    import zarr
-
-    root = zarr.open_group(path, mode="w", zarr_format=3)
-    for pol in pols:
-        arr = create_patch_array(
-            root,
-            pol,
-            shape=(m, grid.pixels(10), grid.pixels(10)),
-            dtype="float32",
-            chunk_patches=grid.n,
-            fill_value=np.nan,
-            attrs={"polarisation": pol, "units": "dB", "resolution_m": 10, "resampling": "bilinear"},
-        )
-        if m:
-            arr[:] = pairing.arrays[pol]
-    consolidate(path)
-
-
-def _write_table(path: Path, table, pairing: Pairing) -> None:
-    """Write the per-patch pairing table (partner, time gap, array row, status) as Parquet at ``path``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = pa.table(
-        {
-            "index": table["index"],
-            "patch_id": table["patch_id"],
-            "s1_name": pa.array(pairing.s1_name, pa.string()),
-            "s1_product": pa.array(pairing.scene, pa.string()),
-            "s1_delta_hours": pa.array(pairing.delta_hours, pa.float64()),
-            "s1_index": pa.array(pairing.array_index, pa.int32()),
-            "s1_status": pa.array(pairing.status, pa.string()),
-        }
-    )
-    pq.write_table(out, path, compression="zstd")
 
 
 def s1_work(

@@ -25,20 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from rsprep.core.grid import TileGrid
 from rsprep.errors import InvalidParameterError
 from rsprep.inputs.s1 import FIX, BadS1Error
 from rsprep.inputs.s1_v1 import Georef, check_folder, patch_files, read_v1_patch, s1_names
 from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.stages.s1_pair import INVALID_S2, PAIRED, Pairing
+from rsprep.stages.s1_write import write_arrays, write_table
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
     PATCH_TABLE,
     S1_ARRAYS,
     S1_TABLE,
     TileStore,
-    consolidate,
-    create_patch_array,
     find_stores,
     stage_record,
 )
@@ -163,8 +161,10 @@ def s1_v1_store(
         building(store.path / S1_ARRAYS) as tmp_arrays,
         building(store.path / S1_TABLE, folder=False) as tmp_table,
     ):
-        _write_arrays(tmp_arrays, pairing, opts.polarisations, store.grid, m)
-        _write_table(tmp_table, table, pairing)
+        write_arrays(
+            tmp_arrays, pairing, opts.polarisations, store.grid, m, {"resampling": "none", "source": SOURCE}
+        )
+        write_table(tmp_table, table, pairing)
     store.record_stage(
         STAGE,
         stage_record(
@@ -243,51 +243,6 @@ def _delta_hours(s1_name: str, sensing: datetime) -> float | None:
     if sensing.tzinfo is None:
         sensing = sensing.replace(tzinfo=UTC)
     return round((start - sensing).total_seconds() / 3600.0, 4)
-
-
-def _write_arrays(path: Path, pairing: Pairing, pols: Sequence[str], grid: TileGrid, m: int) -> None:
-    """The ``m`` paired patches of every polarisation as a zarr v3 group at ``path`` (as the s1 stage)."""
-    import zarr
-
-    root = zarr.open_group(path, mode="w", zarr_format=3)
-    for pol in pols:
-        arr = create_patch_array(
-            root,
-            pol,
-            shape=(m, grid.pixels(10), grid.pixels(10)),
-            dtype="float32",
-            chunk_patches=grid.n,
-            fill_value=np.nan,
-            attrs={
-                "polarisation": pol,
-                "units": "dB",
-                "resolution_m": 10,
-                "resampling": "none",
-                "source": SOURCE,
-            },
-        )
-        if m:
-            arr[:] = pairing.arrays[pol]
-    consolidate(path)
-
-
-def _write_table(path: Path, table, pairing: Pairing) -> None:
-    """The per-patch table with the s1 stage's columns (s1_product: the v1 name's scene part)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = pa.table(
-        {
-            "index": table["index"],
-            "patch_id": table["patch_id"],
-            "s1_name": pa.array(pairing.s1_name, pa.string()),
-            "s1_product": pa.array(pairing.scene, pa.string()),
-            "s1_delta_hours": pa.array(pairing.delta_hours, pa.float64()),
-            "s1_index": pa.array(pairing.array_index, pa.int32()),
-            "s1_status": pa.array(pairing.status, pa.string()),
-        }
-    )
-    pq.write_table(out, path, compression="zstd")
 
 
 def s1_v1_work(
