@@ -238,22 +238,28 @@ def _run_ordered(fn, tasks, workers: int, on_result) -> None:
         return
     from concurrent.futures.process import BrokenProcessPool
 
-    pending: deque = deque()
-    pool = worker_pool(workers)
     try:
-        for tid, payload in tasks:
-            pending.append((tid, pool.submit(fn, payload)))
-            if len(pending) >= 2 * workers:
-                tid0, fut = pending.popleft()
-                on_result(tid0, fut.result())
-        while pending:
-            tid0, fut = pending.popleft()
-            on_result(tid0, fut.result())
+        _ahead(worker_pool(workers), fn, tasks, 2 * workers, on_result)
     except BrokenProcessPool as exc:
         raise ConvertError(
             f"a worker process died ({exc}); the finished tasks are kept: run the same command again "
             "to resume, with fewer --workers if memory ran out"
         ) from exc
+
+
+def _ahead(pool, fn, tasks, ahead: int, on_result) -> None:
+    """The calls of ``fn`` on ``pool``, at most ``ahead`` running ahead of ``on_result`` (in task order);
+    on any failure what is queued is cancelled and the pool shut down before the error goes on."""
+    pending: deque = deque()
+    try:
+        for tid, payload in tasks:
+            pending.append((tid, pool.submit(fn, payload)))
+            if len(pending) >= ahead:
+                tid0, fut = pending.popleft()
+                on_result(tid0, fut.result())
+        while pending:
+            tid0, fut = pending.popleft()
+            on_result(tid0, fut.result())
     finally:
         for _, fut in pending:
             fut.cancel()
@@ -273,26 +279,14 @@ def run_threaded(
     run ahead of the consumer; the first failure cancels the rest and is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pending: deque = deque()
     pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="rsprep-read")
     try:
-        for tid, payload in tasks:
-            pending.append((tid, pool.submit(fn, payload)))
-            if len(pending) >= 2 * max(1, threads):
-                tid0, fut = pending.popleft()
-                on_result(tid0, fut.result())
-        while pending:
-            tid0, fut = pending.popleft()
-            on_result(tid0, fut.result())
+        _ahead(pool, fn, tasks, 2 * max(1, threads), on_result)
     except OSError as exc:
         raise ConvertError(
             f"writing {what} failed ({exc}); finished tasks are kept, free disk space and run the same "
             "command again to resume"
         ) from exc
-    finally:
-        for _, fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Counter:
