@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rsprep.errors import InvalidParameterError
-from rsprep.inputs.s1 import FIX, POLARISATIONS, BadS1Error, S1Discovery, find_scenes
+from rsprep.inputs.s1 import POLARISATIONS, BadS1Error, S1Discovery, find_scenes
 from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.stages.s1_pair import (  # noqa: F401  (the stage's public pairing API)
     INVALID_S2,
@@ -29,6 +29,7 @@ from rsprep.stages.s1_pair import (  # noqa: F401  (the stage's public pairing A
     in_reach,
     pair_tile,
 )
+from rsprep.stages.s1_write import result as _result
 from rsprep.stages.s1_write import write_arrays, write_table
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
@@ -165,16 +166,6 @@ def _bad_in_reach(store: TileStore, discovery: S1Discovery, opts: S1Options, sen
         more = f" (and {len(bad) - 1} more bad scene file(s))" if len(bad) > 1 else ""
         raise BadS1Error(f"store {store.path.name}: {bad[0]}{more}")
     return bad
-
-
-def _result(
-    store: TileStore, status: str, valid: int, paired: int, t0: float, excluded: Sequence[str]
-) -> StageResult:
-    """``patches`` counts the valid S2 patches (those that can have a partner); warnings: exclusions."""
-    path, seconds = str(store.path), time.perf_counter() - t0
-    warnings = [f"excluded (--skip-bad-s1): {e.removesuffix('; ' + FIX)}" for e in excluded]
-    counts = {"paired": paired, "valid": valid}
-    return StageResult(STAGE, path, status, path, valid, seconds, counts=counts, warnings=warnings)
 
 
 def s1_work(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from rsprep.inputs.s1 import FIX, BadS1Error
 from rsprep.inputs.s1_v1 import Georef, check_folder, patch_files, read_v1_patch, s1_names
 from rsprep.stages.runner import DONE, SKIPPED, StageResult, check_workers, execute, store_tasks
 from rsprep.stages.s1_pair import INVALID_S2, PAIRED, Pairing
+from rsprep.stages.s1_write import result as _result
 from rsprep.stages.s1_write import write_arrays, write_table
 from rsprep.store.atomic import building, digest, fingerprint_files
 from rsprep.store.workstore import (
@@ -217,16 +218,6 @@ def _pair(store: TileStore, root: Path, partner: list[str | None], valid, opts: 
         for pol in opts.polarisations
     }
     return Pairing(scene, s1_name, delta, status, stacked, index, excluded)
-
-
-def _result(
-    store: TileStore, status: str, valid: int, paired: int, t0: float, excluded: Sequence[str]
-) -> StageResult:
-    """As the s1 stage reports: ``patches`` counts the valid S2 patches; warnings: the exclusions."""
-    path, seconds = str(store.path), time.perf_counter() - t0
-    warnings = [f"excluded (--skip-bad-s1): {e.removesuffix('; ' + FIX)}" for e in excluded]
-    counts = {"paired": paired, "valid": valid}
-    return StageResult(STAGE, path, status, path, valid, seconds, counts=counts, warnings=warnings)
 
 
 def _scene(s1_name: str) -> str:

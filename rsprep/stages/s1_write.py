@@ -4,6 +4,7 @@ BigEarthNet v1.0 patches of :mod:`rsprep.stages.s1_v1`): ``s1.zarr`` and ``s1.pa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,23 @@ from typing import Any
 import numpy as np
 
 from rsprep.core.grid import TileGrid
+from rsprep.inputs.s1 import FIX
+from rsprep.stages.runner import StageResult
 from rsprep.stages.s1_pair import Pairing
-from rsprep.store.workstore import consolidate, create_patch_array
+from rsprep.store.workstore import TileStore, consolidate, create_patch_array
+
+STAGE = "s1"
+
+
+def result(
+    store: TileStore, status: str, valid: int, paired: int, t0: float, excluded: Sequence[str]
+) -> StageResult:
+    """What an S1 stage reports of a store: ``patches`` counts the valid S2 patches (those that can have
+    a partner); ``counts`` paired and valid; warnings: the patches excluded by ``--skip-bad-s1``."""
+    path, seconds = str(store.path), time.perf_counter() - t0
+    warnings = [f"excluded (--skip-bad-s1): {e.removesuffix('; ' + FIX)}" for e in excluded]
+    counts = {"paired": paired, "valid": valid}
+    return StageResult(STAGE, path, status, path, valid, seconds, counts=counts, warnings=warnings)
 
 
 def write_arrays(
