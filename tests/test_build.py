@@ -338,3 +338,29 @@ def test_a_dataset_without_s1_builds_cards_and_validates(tmp_path):
     assert "# None: the band has no valid pixel" in (dataset / "README.md").read_text()
     record = json.loads((out / "build.json").read_text())
     assert record["steps"]["validate"]["status"] == "done"
+
+
+def test_progress_names_the_stage_each_running_product_is_in(tmp_path, monkeypatch):
+    """The worker writes its current stage (OUT/.progress), the build reports each change as a
+    product_stage event, in stage order, and removes the files at the end."""
+    from rsprep.build import progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.01)
+    synthesize(tmp_path / "a", SynthConfig(tiles=1, acquisitions=1, s1=False, content="gtiff"))
+    a = tmp_path / "a"
+    recipe = load_recipe("demo", ["inputs.s1=false", "metadata.keep_unpaired=true", "noise=[]"])
+    events = []
+    out = tmp_path / "out"
+    build(recipe, s2=[a / "s2"], s1=None, clc=a / CLC, countries=a / COUNTRIES, out=out, workers=1,
+          on_event=events.append)  # fmt: skip
+    stages = [e.stage for e in events if e.kind == "product_stage"]
+    assert stages and stages[0] == "patch" and set(stages) <= {"patch", "stack", "reference"}
+    assert stages == sorted(stages, key=["patch", "stack", "reference"].index)
+    assert not (out / progress.PROGRESS).exists()
+    # a writer killed mid-write leaves a temporary: the next run of that product removes it
+    (product,) = {e.name for e in events if e.kind == "product_stage"}
+    stale = progress.stage_file(out / progress.PROGRESS, product)
+    stale.parent.mkdir()
+    (stale.parent / f".{stale.name}.tmp-99999").write_text("{")
+    progress.StageWatcher(stale.parent, [product], lambda *_: None).close()
+    assert not stale.parent.exists()

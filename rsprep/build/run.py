@@ -22,6 +22,7 @@ from rsprep.build.executor import Executor, LocalExecutor, run_all
 from rsprep.build.input_list import check_inputs
 from rsprep.build.plan import CURRENT, Plan, make_plan, step_entries, step_keys
 from rsprep.build.products import find_products
+from rsprep.build.progress import PROGRESS, StageWatcher
 from rsprep.build.run_record import describe_executor, input_fingerprints, new_record, record_products
 from rsprep.build.shards import Shard
 from rsprep.build.steps import StepInputs, run_step
@@ -39,8 +40,9 @@ class WorkerDiedError(RsprepError, RuntimeError):
 
 @dataclass
 class BuildEvent:
-    """``plan`` (the plan), ``product`` (one product finished: ``outcome``), ``step`` (a dataset-wide
-    step starts), ``step_progress`` (``done`` of ``total``), ``step_done`` (``seconds``)."""
+    """``plan`` (the plan), ``product_stage`` (a running product starts ``stage``), ``product`` (one
+    product finished: ``outcome``), ``step`` (a dataset-wide step starts), ``step_progress`` (``done``
+    of ``total``), ``step_done`` (``seconds``)."""
 
     kind: str
     name: str = ""
@@ -49,6 +51,7 @@ class BuildEvent:
     done: int = 0
     total: int = 0
     seconds: float = 0.0
+    stage: str = ""
 
 
 @dataclass
@@ -245,7 +248,8 @@ def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> 
             outcomes[p] = ProductOutcome(p, results, [0.0] * len(results))
             emit(BuildEvent("product", p, outcome=outcomes[p]))
             continue
-        tasks.append((STAGE, p, product_chain, (p, str(plan.work), options, plan.discovery, plan.clc)))
+        args = (p, str(plan.work), options, plan.discovery, plan.clc, str(plan.work.parent / PROGRESS))
+        tasks.append((STAGE, p, product_chain, args))
 
     def finished(r) -> None:
         o = r if isinstance(r, ProductOutcome) else ProductOutcome(r.target, [r], [0.0])
@@ -258,8 +262,13 @@ def _run_products(recipe, plan: Plan, workers: int, emit, executor, visible) -> 
         runner = executor or LocalExecutor(max(1, min(workers, len(tasks))))
         if hasattr(runner, "check_visible"):
             runner.check_visible(plan.work, visible)
+
+        def stage(product: str, name: str) -> None:
+            emit(BuildEvent("product_stage", product, stage=name))
+
         try:
-            run_all(runner, tasks, finished)
+            with StageWatcher(plan.work.parent / PROGRESS, [t[1] for t in tasks], stage):
+                run_all(runner, tasks, finished)
         except BrokenProcessPool as exc:
             raise WorkerDiedError(
                 f"a worker process died while building the products in {plan.work} ({exc}); often it ran "

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsprep.build.progress import mark
 from rsprep.errors import RsprepError
 from rsprep.stages.runner import FAILED, StageResult
 from rsprep.store.atomic import LOCK_WAIT
@@ -56,16 +57,20 @@ def _guard(stage: str, target: str, fn) -> StageResult:
         return StageResult(stage, target, FAILED, error=str(exc), seconds=time.perf_counter() - t0)
 
 
-def product_chain(product: str, work: str, options: dict, discovery, clc) -> ProductOutcome:
+def product_chain(
+    product: str, work: str, options: dict, discovery, clc, progress: str | None = None
+) -> ProductOutcome:
     """Run every per-product stage of ``product`` into the work store ``work``.
 
     ``options`` holds the stage options: ``patch``, ``stack`` (None when disabled), ``s1``, ``reference``.
     ``discovery``: the S1 scenes, a :class:`~rsprep.stages.s1_v1.V1Source` (S1 from BigEarthNet v1.0)
-    or None (no s1 stage).
+    or None (no s1 stage). ``progress``: the folder where the current stage is shown
+    (:mod:`rsprep.build.progress`).
     """
     from rsprep.stages.patch import patch_product
 
     outcome = ProductOutcome(product)
+    mark(progress, product, "patch")
 
     def add(result: StageResult) -> bool:
         outcome.results.append(result)
@@ -77,13 +82,13 @@ def product_chain(product: str, work: str, options: dict, discovery, clc) -> Pro
     path = outcome.results[0].store
     try:
         with locked(path, "tile store", wait=LOCK_WAIT):
-            _store_stages(path, options, discovery, clc, add)
+            _store_stages(path, options, discovery, clc, add, lambda stage: mark(progress, product, stage))
     except STAGE_ERRORS as exc:  # the store could not be locked or opened
         add(StageResult("stack" if options["stack"] else "s1", path, FAILED, error=str(exc)))
     return outcome
 
 
-def _store_stages(path: str, options: dict, discovery, clc, add) -> None:
+def _store_stages(path: str, options: dict, discovery, clc, add, starting=lambda _stage: None) -> None:
     from rsprep.stages.reference import reference_store
     from rsprep.stages.s1 import s1_store
     from rsprep.stages.s1_v1 import S1V1Options, V1Source, s1_v1_store
@@ -100,5 +105,6 @@ def _store_stages(path: str, options: dict, discovery, clc, add) -> None:
         steps.append(("s1", lambda: s1_store(store, discovery, options["s1"])))
     steps.append(("reference", lambda: reference_store(store, clc, options["reference"])))
     for stage, fn in steps:
+        starting(stage)
         if not add(_guard(stage, path, fn)):
             return

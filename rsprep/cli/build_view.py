@@ -1,6 +1,6 @@
-"""How ``rsprep build`` shows itself: the plan head, one tqdm bar over products (the stage each
-finished product reached in its postfix), one bar per dataset-wide step, the closing table of time
-per stage, and the failures (then exit 1)."""
+"""How ``rsprep build`` shows itself: the plan head, one tqdm bar over products (in its postfix the
+stage each running product is in now, else the last finished product's), one bar per dataset-wide
+step, the closing table of time per stage, and the failures (then exit 1)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class BuildView:
         self.quiet = quiet
         self._products = None
         self._step = None
+        self._running: dict[str, str] = {}  # product -> the stage it is in now
 
     def __enter__(self) -> BuildView:
         return self
@@ -35,9 +36,14 @@ class BuildView:
             todo = sum(any(x.status != "up to date" for x in es) for es in e.plan.entries.values())
             self._products = self._bar(total=len(e.plan.products), desc="products", unit="product")
             self._products.set_postfix_str(f"{todo} to do")
+        elif e.kind == "product_stage" and self._products is not None:
+            self._running[e.name] = e.stage
+            self._products.set_postfix_str(self._now())
         elif e.kind == "product" and self._products is not None:
+            self._running.pop(e.name, None)
             last = e.outcome.results[-1]
-            self._products.set_postfix_str(f"{last.stage} {last.status}: {_name(e.name)}")
+            done = f"{last.stage} {last.status}: {_name(e.name)}"
+            self._products.set_postfix_str(self._now() or done)
             self._products.update()
         elif e.kind == "step":
             if self._products is not None:
@@ -50,6 +56,12 @@ class BuildView:
         elif e.kind == "step_done" and self._step is not None:
             self._step.close()
             self._step = None
+
+    def _now(self) -> str:
+        """``patch: NAME, s1: NAME`` for the running products (the first three, then a count)."""
+        shown = [f"{stage}: {_name(p)[:44]}" for p, stage in list(self._running.items())[:3]]
+        more = len(self._running) - len(shown)
+        return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
     def close_report(self, result, *, keep_going: bool) -> None:
         """The table of time per stage; the failures on stderr and exit 1 when there are any."""
