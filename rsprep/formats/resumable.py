@@ -25,7 +25,7 @@ from typing import Any
 
 from rsprep import __version__
 from rsprep.errors import InvalidParameterError, OutputExistsError, RsprepError
-from rsprep.store.atomic import digest, write_json_atomic
+from rsprep.store.atomic import boot_id, digest, sync_filesystem, write_json_atomic
 from rsprep.store.pool import worker_pool
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,9 @@ class PartialBuild:
     done: set[int] = field(default_factory=set)
     resumed: bool = False
     resumed_tasks: int = 0  # tasks an earlier, interrupted run had finished
+    #: Tasks are logged before their files reach the disk (no fsync per file; :meth:`sync` once at the
+    #: end): the log is then bound to this boot, and a build interrupted by a restart starts over.
+    unsynced: bool = False
 
     def __post_init__(self) -> None:
         if self.path is None:
@@ -134,20 +137,40 @@ class PartialBuild:
         plan_digest = digest(self.plan)
         if self.path.is_dir():
             state = _read_json(self.state_path)
-            if state.get("plan_digest") == plan_digest:
+            restarted = state.get("boot") not in (None, "synced", boot_id())
+            if restarted and state.get("plan_digest") == plan_digest:
+                say(
+                    f"discarding {self.path}: the machine restarted since it was written and it was not "
+                    "synced to disk"
+                )
+            elif state.get("plan_digest") == plan_digest:
                 self.done = _read_progress(self.path / PROGRESS)
                 self.resumed = True
                 self.resumed_tasks = len(self.done)
+                if self.unsynced:  # what this run adds is unsynced again
+                    self._write_state(boot_id() or "unknown")
                 say(f"resuming the interrupted build in {self.path}: {len(self.done)} task(s) already done")
                 return
-            say(f"discarding {self.path}: an interrupted build of other inputs or options")
+            else:
+                say(f"discarding {self.path}: an interrupted build of other inputs or options")
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
         if prepare is not None:
             prepare(self.path)
-        write_json_atomic(
-            self.state_path, {"plan_digest": plan_digest, "plan": self.plan, "rsprep_version": __version__}
-        )
+        self._write_state((boot_id() or "unknown") if self.unsynced else None)
+
+    def _write_state(self, boot: str | None) -> None:
+        state = {"plan_digest": digest(self.plan), "plan": self.plan, "rsprep_version": __version__}
+        if boot is not None:
+            state["boot"] = boot
+        write_json_atomic(self.state_path, state)
+
+    def sync(self) -> None:
+        """Flush the partial build to disk (one ``syncfs``); an unsynced build's log then survives a
+        restart. Call before the build is moved into place, and on an orderly stop."""
+        sync_filesystem(self.path)
+        if self.unsynced and self.state_path.is_file():
+            self._write_state("synced")
 
     def log(self, task: int) -> None:
         with open(self.path / PROGRESS, "a") as f:

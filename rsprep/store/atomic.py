@@ -124,6 +124,35 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def boot_id() -> str | None:
+    """This boot of the machine (Linux), or None: what a partial build written without syncs is bound to."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written to the file system that holds ``path`` to disk (Linux ``syncfs``; elsewhere
+    ``os.sync``): one sync for a whole output instead of one ``fsync`` per file.
+
+    Raises:
+        OSError: the flush failed (an I/O error or a full disk surfacing late), naming ``path``.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            os.sync()
+            return
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncing the file system of {path} failed: {os.strerror(err)}", str(path))
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary sibling and a rename."""
     tmp = temp_sibling(path)
