@@ -205,7 +205,7 @@ def test_tiff_full_disk_and_a_kill_mid_switch(ds_copy):
     layout = ds_copy / geotiff.S2_DIR
     before, recorded = tree_hash(ds_copy), build_json(ds_copy)
     code, err = run(*args, "--overwrite", limit=40_000)
-    assert code == 1 and "_VV.tif failed (GDAL wrote a short" in err and str(ds_copy) in err, err
+    assert code == 1 and "_VV.tif failed (File too large" in err and str(ds_copy) in err, err
     assert "Traceback" not in err and "run the same command again to resume" in err
     assert build_json(ds_copy) == recorded
     assert {k: v for k, v in tree_hash(ds_copy).items() if not k.startswith(".rsprep-tiff")} == before

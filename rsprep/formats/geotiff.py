@@ -11,11 +11,15 @@ Reference_Maps/<patch_id minus _x_y>/<patch_id>/<patch_id>_reference_map.tif  ui
 S2 bands: uint16, nodata 0, uncompressed strips (GDAL's default layout); S1: float32, no nodata,
 uncompressed, StripByteCounts typed LONG as in the official (BigEarthNet v1.0) files
 (:mod:`rsprep.formats.tiff_long_counts`); reference maps: uint16, nodata 0, DEFLATE with horizontal
-differencing (predictor 2).
-Each patch folder is written under a temporary name and renamed, so it holds exactly its band files;
-every band file is checked after GDAL closes it (GDAL only logs a failed write: a full disk would leave
-a short file behind). The three layout folders are built in ``.rsprep-tiff.partial`` inside the output
-folder and switched into place with renames only, recorded first in a journal
+differencing (predictor 2). Every file holds GDAL's bytes, written from a template of them where one
+applies (:mod:`rsprep.formats.tiff_template`), else by GDAL in memory; :mod:`rsprep.formats.tiff_gdal`
+keeps the writer that opened each file with GDAL, the reference of the tests.
+Each patch folder is written in a temporary folder of its process (``.rsprep-tmp-<pid>/<key>`` in the
+partial build) and renamed into place, so it holds exactly its band files; a failed or short write
+is an error naming the file. No lock and no sync per folder: the conversion holds the layout's lock,
+and the partial build (logged per task without syncs, bound to the boot: :class:`PartialBuild`) is
+synced once before the switch. The three layout folders are built in ``.rsprep-tiff.partial`` inside
+the output folder and switched into place with renames only, recorded first in a journal
 (``.rsprep-tiff.switch.json``) so that a run killed mid-switch is completed by the next run
 (:func:`finish_switch`); the metadata tables are copied beside them, as TorchGeo expects. The layout's
 lock (:mod:`rsprep.store.lock`) is that of ``<root>/rsprep-tiff`` (the file ``.rsprep-tiff.lock``).
@@ -23,6 +27,8 @@ lock (:mod:`rsprep.store.lock`) is that of ``<root>/rsprep-tiff`` (the file ``.r
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -45,9 +51,10 @@ from rsprep.formats.resumable import (
     run_ordered,
     say_log,
 )
-from rsprep.formats.tiff_long_counts import widen_strip_byte_counts
+from rsprep.formats.tiff_template import band_buffers, write_file
+from rsprep.formats.tiff_template import profile as profile  # re-exported: the GTiff creation profile
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import building, write_json_atomic
+from rsprep.store.atomic import building, replace_path, write_json_atomic
 
 if TYPE_CHECKING:  # sources.py reads this layout, so it is imported where it is used
     from rsprep.formats.sources import Item, Source, SourceSpec
@@ -104,6 +111,8 @@ def is_layout(root: Path) -> bool:
 # Writer
 # --------------------------------------------------------------------------------------------
 PARTIAL = ".rsprep-tiff.partial"
+#: Prefix of the writers' temporary folders inside the partial build (one per process).
+TEMP_PREFIX = ".rsprep-tmp-"
 #: The journal of the switch of the three layout folders, written before the first rename.
 SWITCH = ".rsprep-tiff.switch.json"
 DEFAULT_CHUNK = 256
@@ -114,67 +123,55 @@ def lock_target(root: Path) -> Path:
     return root / "rsprep-tiff"
 
 
-def profile(group: str, array, crs, transform) -> dict:
-    """The GTiff creation profile of one band file of ``group``."""
-    from affine import Affine
-
-    kw = {
-        "driver": "GTiff",
-        "width": array.shape[1],
-        "height": array.shape[0],
-        "count": 1,
-        "dtype": array.dtype.name,
-        "crs": crs,
-        "transform": Affine(*transform),
-    }
-    if group in ("s2", "map"):
-        kw["nodata"] = 0
-    if group == "map":
-        kw.update(compress="deflate", predictor=2)
-    return kw
-
-
 def write_patch(root: Path, group: str, key: str, values: dict) -> None:
-    """Write one patch folder under ``root`` (a temporary sibling first, then a rename)."""
-    import rasterio
+    """Write one patch folder under ``root``: its band files (:func:`band_buffers`: GDAL's bytes, from a
+    template where one applies) in a temporary folder of this process, then one rename into place.
 
-    folder = root / patch_dir(group, key)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with building(folder) as tmp:
-        for name, rel in band_files(group, key).items():
-            arr = values[name]
-            with rasterio.open(
-                tmp / rel.name, "w", **profile(group, arr, values["_crs"], values["_transform"][name])
-            ) as dst:
-                dst.write(arr, 1)
-            check_written(tmp / rel.name, folder / rel.name)
-            if group == "s1":  # typed as the official (v1) S1 files are; checked again after
-                widen_strip_byte_counts(tmp / rel.name)
-                check_written(tmp / rel.name, folder / rel.name)
-
-
-def check_written(path: Path, name: Path) -> None:
-    """Raise :class:`WriteError` unless ``path`` holds every strip its header declares.
-
-    GDAL reports a failed write (a full disk, a file-size limit) only in its log and leaves a short
-    file; the header (``tifffile``, no decoding) tells the strips' extent, which must fit in the file.
+    No lock and no sync per folder: the conversion holds the layout's lock and syncs the partial build
+    once before the switch. A folder left in place by a killed run is replaced.
     """
-    import tifffile
-
+    folder = root / patch_dir(group, key)
+    tmp = _temp_folder(root, key)
     try:
-        size = path.stat().st_size
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)]
-        complete = bool(ends) and all(n > 0 for n in page.databytecounts) and max(ends) <= size
-    except (OSError, ValueError, tifffile.TiffFileError, IndexError):
-        complete = False
-    if not complete:
-        raise WriteError(
-            27,  # EFBIG / ENOSPC alike: the file is short
-            f"writing {name} failed (GDAL wrote a short or unreadable file: a full disk or a file-size "
-            "limit)",
-        )
+        crs, transforms = values["_crs"], values["_transform"]
+        for name, rel in band_files(group, key).items():
+            parts = band_buffers(group, values[name], crs, transforms[name])
+            write_file(tmp / rel.name, parts, folder / rel.name)
+        _into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _temp_folder(root: Path, key: str) -> Path:
+    """An empty folder ``root/.rsprep-tmp-<pid>/<key>`` (the writers' temporaries, removed by each run)."""
+    tmp = root / f"{TEMP_PREFIX}{os.getpid()}" / key
+    try:
+        tmp.mkdir()
+    except FileNotFoundError:
+        tmp.mkdir(parents=True)
+    except FileExistsError:
+        shutil.rmtree(tmp)
+        tmp.mkdir()
+    return tmp
+
+
+def _into_place(tmp: Path, folder: Path) -> None:
+    try:
+        os.rename(tmp, folder)
+    except FileNotFoundError:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, folder)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        replace_path(tmp, folder)  # written by a run killed before it logged the task
+
+
+def remove_temporaries(root: Path) -> None:
+    """Remove the temporary folders that writers left in ``root`` (call with the layout's lock held)."""
+    for path in root.glob(f"{TEMP_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
@@ -202,13 +199,14 @@ def write_tiff(
     tasks, _, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
     dest.mkdir(parents=True, exist_ok=True)
     finish_switch(dest, say)
-    build = PartialBuild(dest, record, dest / PARTIAL)
+    build = PartialBuild(dest, record, dest / PARTIAL, unsynced=True)
     build.start(
         exists=any((dest / d).exists() for d in LAYOUT_DIRS),
         overwrite=options.overwrite,
         say=say,
         what=f"the GeoTIFF layout in {dest}",
     )
+    remove_temporaries(build.path)  # of a killed run: its unlogged task is written again
     total = sum(len(v) for v in source.items.values())
     counter = Counter(total, progress, sum(len(it) for i, (_, _, it) in enumerate(tasks) if i in build.done))
 
@@ -222,7 +220,14 @@ def write_tiff(
         if tid not in build.done
     )
     what = f"GeoTIFFs under {build.path}"
-    run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
+    try:
+        run_ordered(write_task, payloads, workers=options.workers, on_result=done, what=what)
+    except BaseException:
+        with contextlib.suppress(OSError):  # an orderly stop: the logged tasks survive a restart too
+            build.sync()
+        raise
+    remove_temporaries(build.path)
+    build.sync()  # the one flush of every file written
     build.cleanup()
     switch(dest, build.path)
     copied = _copy_tables(source, dest)
