@@ -344,3 +344,35 @@ def test_kill_mid_write_then_resume_gives_the_same_bytes(ds_copy, reference, tmp
     assert r.returncode == 0, r.stderr
     assert tree(out) == tree(reference)
     assert not list(out.glob(".rsprep-*"))
+
+
+def test_a_corrupt_work_store_chunk_is_named_and_nothing_is_switched(reference_work, dataset, tmp_path):
+    """Work-store values come chunk by chunk (RowChunks): a chunk only decoding finds bad is refused
+    naming store, array and chunk, from a worker process too; no layout folder is put in place."""
+    import json
+    import subprocess
+    import sys
+
+    from rsprep.store import dataset as ds
+
+    work, dset = tmp_path / "work", tmp_path / "ds"
+    shutil.copytree(reference_work, work)
+    shutil.copytree(
+        dataset, dset, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
+    )
+    build = json.loads((dset / ds.BUILD).read_text())
+    build["stages"]["metadata"]["work"] = str(work.resolve())
+    (dset / ds.BUILD).write_text(json.dumps(build))
+    store = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
+    chunk = work / store / "s2.zarr" / "B04" / "c" / "1" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[16:] = bytes(b ^ 0xFF for b in raw[16:])  # same size: only decoding finds it
+    chunk.write_bytes(bytes(raw))
+    rsprep = [sys.executable, "-m", "rsprep.cli.main"]
+    r = subprocess.run(
+        [*rsprep, "convert", "tiff", str(dset), "-j", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = next(x for x in r.stderr.splitlines() if f"{store}/s2.zarr/B04: chunk c/1/0/0" in x)
+    assert "cannot be decoded" in line and "rsprep patch " in line
+    assert not any((dset / d).exists() for d in LAYOUT)

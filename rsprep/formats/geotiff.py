@@ -79,12 +79,18 @@ def patch_dir(group: str, key: str) -> Path:
     raise ValueError(f"unknown group {group!r}")
 
 
+#: group -> (band, what follows the patch's key in the name of its file), in writing order
+SUFFIXES = {
+    "s2": [(b, f"_{b}.tif") for b in GROUP_BANDS["s2"]],
+    "s1": [(b, f"_{b}.tif") for b in GROUP_BANDS["s1"]],
+    "map": [(MAP_BAND, f"{MAP_SUFFIX}.tif")],
+}
+
+
 def band_files(group: str, key: str) -> dict[str, Path]:
     """Band name -> file of one patch, relative to the layout root."""
     folder = patch_dir(group, key)
-    if group == "map":
-        return {MAP_BAND: folder / f"{key}{MAP_SUFFIX}.tif"}
-    return {b: folder / f"{key}_{b}.tif" for b in GROUP_BANDS[group]}
+    return {b: folder / f"{key}{suffix}" for b, suffix in SUFFIXES[group]}
 
 
 def scan(root: Path, group: str) -> list[str]:
@@ -134,9 +140,10 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
     tmp = _temp_folder(root, key)
     try:
         crs, transforms = values["_crs"], values["_transform"]
-        for name, rel in band_files(group, key).items():
+        into, at = f"{tmp}{os.sep}{key}", f"{folder}{os.sep}{key}"
+        for name, suffix in SUFFIXES[group]:
             parts = band_buffers(group, values[name], crs, transforms[name])
-            write_file(tmp / rel.name, parts, folder / rel.name)
+            write_file(into + suffix, parts, at + suffix)
         _into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,12 +182,17 @@ def remove_temporaries(root: Path) -> None:
 
 
 def write_task(payload: tuple[SourceSpec, str, str, list[Item]]) -> int:
-    """Read one task's patches and write their folders (runs in a worker)."""
+    """Read one task's patches and write their folders (runs in a worker): work-store values chunk row
+    by chunk row (:mod:`rsprep.formats.tiff_values`), official files through :func:`read_items`."""
     from rsprep.formats.sources import read_items
+    from rsprep.formats.tiff_values import work_values
 
     spec, root, group, items = payload
-    values = read_items(spec, group, items, georef=True)
-    for it, v in zip(items, values, strict=True):
+    if spec.kind == "dataset":
+        pairs = work_values(spec.work, group, items)
+    else:
+        pairs = zip(items, read_items(spec, group, items, georef=True), strict=True)
+    for it, v in pairs:
         key = it.key.removesuffix(MAP_SUFFIX) if group == "map" else it.key
         write_patch(Path(root), group, key, v)
     return len(items)

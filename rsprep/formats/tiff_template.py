@@ -97,7 +97,7 @@ class Template:
         c, f = float(transform[2]), float(transform[5])
         if (c == 0 and f == 0) or not (math.isfinite(c) and math.isfinite(f)):
             return None
-        if array.shape != self.shape or array.dtype.name != self.dtype.name:
+        if array.shape != self.shape or array.dtype.char != self.dtype.char:
             return None
         arr = np.ascontiguousarray(array, dtype=self.dtype)
         header = bytearray(self.header)
@@ -138,14 +138,14 @@ def band_buffers(group: str, array: np.ndarray, crs, transform) -> list:
 
 def template(group: str, array: np.ndarray, crs, transform) -> Template | None:
     """The template of ``array``'s kind of band file (made and proven once per process), or None."""
-    key = (group, array.shape, array.dtype.name, crs, transform[0], transform[1], transform[3], transform[4])
+    key = (group, array.shape, array.dtype.char, crs, transform[0], transform[1], transform[3], transform[4])
     try:
         return _TEMPLATES[key]
     except KeyError:
         pass
     except TypeError:  # a CRS object: not hashable
         return None
-    ok = isinstance(crs, str) and array.ndim == 2 and array.dtype.name in ("uint16", "float32")
+    ok = isinstance(crs, str) and array.ndim == 2 and array.dtype.char in ("H", "f")  # uint16, float32
     tpl = _TEMPLATES[key] = (
         make_template(group, array.shape, array.dtype, crs, tuple(transform)) if ok else None
     )
