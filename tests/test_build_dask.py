@@ -238,3 +238,12 @@ def test_batch_job_scripts(kind):
         and "export DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE=False" in script
     )
     assert "--nworkers 16" in script and "--nthreads 1" in script and sys.executable in script
+    # the nannies start their workers as the local executor does: thread caps, no MALLOC_TRIM_THRESHOLD_
+    import dask.config
+
+    line = next(x for x in script.splitlines() if "PRE_SPAWN_ENVIRON" in x)
+    name, _, value = line.removeprefix("export ").partition("=")
+    collected = dask.config.collect_env({name: value.strip('"')})
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ", config=collected)
+    assert environ["OMP_NUM_THREADS"] == "1" and environ["GDAL_NUM_THREADS"] == "1"
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ

@@ -140,15 +140,32 @@ def _spawn_environ(section, workers: int) -> dict:
     if section.kind != "local":
         return {}
     threads = max(1, cores() // (section.processes or workers))
+    return {PRE_SPAWN: worker_environ(threads)}
+
+
+#: The Dask setting of what a nanny puts in its worker's environment before starting it.
+PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+
+def worker_environ(threads: int) -> dict[str, str]:
+    """The thread caps of one worker process, replacing Dask's ``pre-spawn-environ`` (and so leaving
+    out its ``MALLOC_TRIM_THRESHOLD_``)."""
     names = (*THREAD_VARIABLES, "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    return {"distributed.nanny.pre-spawn-environ": {k: str(threads) for k in names}}
+    return {k: str(threads) for k in names}
+
+
+def _config_export(key: str, value) -> str:
+    """A shell ``export`` of a Dask setting as its environment variable (Dask reads the value with
+    ``ast.literal_eval``, so a dict is given as its Python literal)."""
+    name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+    return f'export {name}="{value!r}"' if isinstance(value, dict) else f"export {name}={value}"
 
 
 def _jobqueue_cluster(section):
     jobqueue = _import_jobqueue()
     cls = jobqueue.SLURMCluster if section.kind == "slurm" else jobqueue.PBSCluster
     env = [f"export {k}=1" for k in THREAD_VARIABLES]  # one Dask thread per core: one thread per task
-    env += [f"export DASK_{k.upper().replace('.', '__').replace('-', '_')}=False" for k in WORKER_CONFIG]
+    env += [_config_export(k, v) for k, v in {**WORKER_CONFIG, PRE_SPAWN: worker_environ(1)}.items()]
     kwargs = {
         "cores": section.cores,
         "memory": section.memory,
