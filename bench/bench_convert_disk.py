@@ -8,10 +8,12 @@ with its floor, run right after it on the same disk:
 - GeoTIFF layout: creating the same files with the same bytes from Python (every file read into
   memory first; then ``mkdir``, ``os.open``/``os.write``/``os.close`` per file, one ``syncfs``).
 
-With ``--head DIR`` (a checkout of rsprep before issue 16, e.g. ``git archive e1f9f50 rsprep | tar -x
--C DIR``) the LMDB conversion is also run with that code and both ``data.mdb`` are compared byte for
-byte. Peak memory: the largest ``ru_maxrss`` of the conversion's processes (file pages mapped by
-LMDB count in it) and the largest anonymous RSS of its process tree, sampled every 0.1 s.
+With ``--head DIR`` (a checkout of older rsprep code, e.g. ``git archive 1c34c04 rsprep | tar -x -C DIR``,
+named in the table by ``--head-label``) every conversion is also run with that code at the highest
+``--workers``, and the outputs are compared byte for byte (LMDB: ``data.mdb``; Zarr and GeoTIFF: every
+file, as one digest of names and bytes). Peak memory: the largest ``ru_maxrss`` of the conversion's
+processes (file pages mapped by LMDB count in it) and the largest anonymous RSS of its process tree,
+sampled every 0.1 s.
 
     python bench/bench_convert_disk.py --dataset bench/.data/convert-1/ds [--dataset …] \\
         [--formats lmdb,zarr,tiff] [--workers 1,2] [--head /tmp/rsprep-head] [--write docs/BENCHMARKS.md]
@@ -144,11 +146,20 @@ def sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def bench(ds: Path, fmt: str, workers: int, head: Path | None) -> list[dict]:
+def tree_sha(path: Path) -> str:
+    """One digest of every file under ``path``: relative names and bytes, in sorted order."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode() + b"\0" + sha(p).encode())
+    return h.hexdigest()
+
+
+def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "before") -> list[dict]:
     folder = ds.parent
     out = folder / {"lmdb": "lmdb", "zarr": "dataset.zarr", "tiff": "tiff"}[fmt]
     rows = []
-    codes = [("new", None)] + ([("e1f9f50", head)] if head and fmt == "lmdb" else [])
+    codes = [("new", None)] + ([(label, head)] if head else [])
     for code, pythonpath in codes:
         env = dict(os.environ)
         if pythonpath:
@@ -175,12 +186,15 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None) -> list[dict]:
             "load": f"{before} → {loadavg()}",
             "dataset": ds.parent.name,
         }
+        r["sha"] = sha(dest / "data.mdb") if fmt == "lmdb" else tree_sha(dest)
         if fmt == "lmdb":
-            r["sha"] = sha(dest / "data.mdb")
             stage = json.loads((ds / "build.json").read_text())["stages"]["convert_lmdb"]
             r["steps"] = stage.get("extra", {}).get("seconds")
         rows.append(r)
         print(json.dumps(r), flush=True)
+        if code != "new":
+            r["identical"] = r["sha"] == rows[0]["sha"]
+        shutil.rmtree(dest)  # the disk holds one output at a time
     return rows
 
 
@@ -196,7 +210,27 @@ def table(rows: list[dict]) -> str:
             f"{r.get('files', '')} | {r['wall']:.1f} ({r['user']:.1f} / {r['sys']:.1f}) | {r['floor']:.1f} | "
             f"**{r['ratio']:.1f}×** | {r['maxrss_gb']:.2f} / {r['anon_gb']:.2f} | {r['load']} |"
         )
+    lines += ["", *scaling(rows)]
     return "\n".join(lines)
+
+
+def scaling(rows: list[dict]) -> list[str]:
+    """Per dataset and output: 1 → N workers speed-up of the new code, and old ÷ new where measured."""
+    out = []
+    for key in dict.fromkeys((r["dataset"], r["format"]) for r in rows):
+        mine = [r for r in rows if (r["dataset"], r["format"]) == key]
+        new = {r["workers"]: r["wall"] for r in mine if r["code"] == "new"}
+        parts = []
+        if len(new) > 1:
+            lo, hi = min(new), max(new)
+            parts.append(f"{lo} → {hi} workers {new[lo] / new[hi]:.2f}×")
+        for r in mine:
+            if r["code"] != "new" and r["workers"] in new:
+                same = "identical" if r.get("identical") else "**different**"
+                parts.append(f"{r['code']} ÷ new {r['wall'] / new[r['workers']]:.2f}× ({same} bytes)")
+        if parts:
+            out.append(f"- {key[0]} {key[1]}: " + ", ".join(parts))
+    return out
 
 
 def main() -> None:
@@ -205,6 +239,7 @@ def main() -> None:
     ap.add_argument("--formats", default="lmdb,zarr,tiff")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--head", type=Path)
+    ap.add_argument("--head-label", default="before")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / ".data" / "bench_convert_disk.json")
     ap.add_argument("--write", type=Path)
     a = ap.parse_args()
@@ -212,7 +247,8 @@ def main() -> None:
     for ds in a.dataset:
         for fmt in a.formats.split(","):
             for w in map(int, a.workers.split(",")):
-                rows += bench(ds, fmt, w, a.head if w == max(map(int, a.workers.split(","))) else None)
+                head = a.head if w == max(map(int, a.workers.split(","))) else None
+                rows += bench(ds, fmt, w, head, a.head_label)
     a.json.write_text(json.dumps(rows, indent=1))
     text = table(rows)
     print(text)
@@ -222,7 +258,7 @@ def main() -> None:
                 "python bench/bench_convert_disk.py",
                 *[f"--dataset {d}" for d in a.dataset],
                 f"--formats {a.formats} --workers {a.workers}",
-                *(["--head DIR"] if a.head else []),
+                *([f"--head DIR --head-label {a.head_label}"] if a.head else []),
                 "--write docs/BENCHMARKS.md",
             ]
         )
