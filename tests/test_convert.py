@@ -450,10 +450,10 @@ def test_lmdb_write_failure_keeps_progress_and_resumes(ds_copy, tmp_path, monkey
 
 def test_zarr_and_tiff_resume(ds_copy, tmp_path, monkeypatch):
     from rsprep.formats import geotiff as tiff_writer
-    from rsprep.formats import zarr as zarr_writer
+    from rsprep.formats import zarr_write as zarr_writer
 
     for module, fn, fmt, dest, kw in (
-        (zarr_writer, "write_shard", "zarr", tmp_path / "z.zarr", {"shard_patches": 4}),
+        (zarr_writer, "write_task", "zarr", tmp_path / "z.zarr", {"shard_patches": 4}),
         (tiff_writer, "write_task", "tiff", tmp_path / "tif", {"chunk": 8}),
     ):
         real = getattr(module, fn)

@@ -13,17 +13,19 @@ patch, s2/patch, s1/patch   (N,) the patch ids; class (19,) and band (12,) the n
 
 Image arrays have one chunk per patch inside shards of ``--shard-patches`` patches, so a full reBEN
 store is a few thousand files; every array has dimension names (``patch``, ``y_10m`` …) so xarray
-aligns them, and the metadata is consolidated at the end. Each task writes whole shards, so workers
-never touch the same file. For xarray, ``patch``, ``class`` and ``band`` are the dimension coordinates
-(``ds.sel(patch=...)``), and the data arrays' ``coordinates`` attribute (the CF convention xarray
-decodes) makes the metadata columns coordinates rather than data variables.
+aligns them, and the metadata is consolidated at the end. This module lays the store out
+(:func:`create_store`: attributes, every array's metadata, the (N,)-row columns, with zarr-python)
+and reads it (:class:`ZarrReader`); the image arrays' shards are written by
+:mod:`rsprep.formats.zarr_write`, each task its own shard files. For xarray, ``patch``, ``class``
+and ``band`` are the dimension coordinates (``ds.sel(patch=...)``), and the data arrays'
+``coordinates`` attribute (the CF convention xarray decodes) makes the metadata columns coordinates
+rather than data variables.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,27 +33,13 @@ import pyarrow as pa
 
 from rsprep import __version__
 from rsprep.core.bands import BANDS_BY_NAME, SPECTRAL_BANDS
-from rsprep.core.kernels import to_side
-from rsprep.core.nomenclature import BEN19
-from rsprep.core.values import GROUP_BANDS, MAP_BAND, REFERENCE_MAP, map_key, native_pixels
-from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError, WriteError
-from rsprep.formats.resumable import (
-    ConvertError,
-    ConvertOptions,
-    ConvertResult,
-    Counter,
-    PartialBuild,
-    Progress,
-    chunks,
-    options_record,
-    run_ordered,
-    say_log,
-)
-from rsprep.formats.sources import Item, Source, SourceError, read_items
+from rsprep.core.values import GROUP_BANDS, REFERENCE_MAP, map_key, native_pixels
+from rsprep.errors import InputNotFoundError, InvalidParameterError, ReaderError
+from rsprep.formats.resumable import ConvertOptions, ConvertResult, Progress, say_log
+from rsprep.formats.sources import Item, Source, SourceError
 from rsprep.formats.zarr_shards import ShardedPatchArray
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import digest, replace_path
-from rsprep.store.workstore import compressors, consolidate
+from rsprep.store.workstore import compressors
 
 STORE_NAME = "dataset.zarr"
 FORMAT = "rsprep-reben-zarr"
@@ -70,7 +58,7 @@ def _dims(pixels: int, patch_size: int) -> tuple[str, str, str]:
     return ("patch", f"y_{res}m", f"x_{res}m")
 
 
-def _rows(source: Source) -> tuple[list[Item], list[Item | None], list[Item]]:
+def rows_of(source: Source) -> tuple[list[Item], list[Item | None], list[Item]]:
     """The S2, S1 (None when unpaired) and map item of every metadata row."""
     table = source.table
     s2 = {it.key: it for it in source.items["s2"]}
@@ -111,7 +99,7 @@ def image_compressors(name: str):
     return [BloscCodec(cname=name, clevel=5 if name == "lz4" else 3, shuffle="shuffle")]
 
 
-def _create(path: Path, source: Source, n: int, options: ConvertOptions, shard: int, classes) -> None:
+def create_store(path: Path, source: Source, n: int, options: ConvertOptions, shard: int, classes) -> None:
     """Create the store at ``path``: its attributes, every array, and the metadata columns' values."""
     import zarr
 
@@ -261,149 +249,17 @@ def _write_coordinates(root, ids: list[str], rows: int, classes, stack: bool) ->
         _strings(root, BAND_DIM, list(SPECTRAL_BANDS), BAND_DIM, len(SPECTRAL_BANDS), about)
 
 
-def write_shard(payload) -> int:
-    """Read one shard's patches and write every image array's shard (runs in a worker).
-
-    Raises:
-        WriteError: a write failed (a full disk), naming the array and the rows of the shard.
-    """
-    import zarr
-
-    spec, path, a, b, s2_items, s1_items, map_items, stack, method = payload
-    root = zarr.open_group(path, mode="r+")
-
-    def put(name: str, block: np.ndarray) -> None:
-        try:
-            root[name][a:b] = block
-        except OSError as exc:
-            raise WriteError(
-                exc.errno, f"writing {Path(path) / name} rows {a}-{b - 1} failed ({exc.strerror or exc})"
-            ) from exc
-
-    s2 = read_items(spec, "s2", s2_items)
-    blocks = {}
-    for band in SPECTRAL_BANDS:
-        blocks[band] = np.stack([d[band] for d in s2])
-        put(f"s2/{band}", blocks[band])
-    paired = [i for i, it in enumerate(s1_items) if it is not None]
-    s1 = read_items(spec, "s1", [s1_items[i] for i in paired])
-    side = root["reference_map"].shape[1]
-    for band in GROUP_BANDS["s1"]:
-        block = np.full((b - a, side, side), np.nan, dtype=np.float32)
-        for i, d in zip(paired, s1, strict=True):
-            block[i] = d[band]
-        put(f"s1/{band}", block)
-    maps = read_items(spec, "map", map_items)
-    put("reference_map", np.stack([d[MAP_BAND] for d in maps]))
-    if stack:
-        out = np.empty((b - a, len(SPECTRAL_BANDS), side, side), dtype=np.uint16)
-        for j, band in enumerate(SPECTRAL_BANDS):
-            out[:, j] = to_side(blocks[band], side, method, 0)
-        put("s2_stacked", out)
-    return b - a
-
-
 def write_zarr(
     source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
 ) -> ConvertResult:
-    t0 = time.perf_counter()
-    s2_items, s1_items, map_items = _checked_rows(source, options)
-    n = len(s2_items)
-    shard = min(options.shard_patches, n)
-    classes = BEN19.order("alphabetical" if options.class_order == "alphabetical" else "native")
-    tasks = chunks(s2_items, shard)
-    build = PartialBuild(dest, _build_record(source, options, s2_items, tasks))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    build.start(
-        exists=(dest / "zarr.json").exists(),
-        overwrite=options.overwrite,
-        say=say,
-        prepare=lambda path: _checked(path, _create, path, source, n, options, shard, classes),
-    )
-    counter = Counter(n, progress, sum(b - a for i, (a, b) in enumerate(tasks) if i in build.done))
+    """Convert ``source`` to the store ``dest`` (:func:`rsprep.formats.zarr_write.write_zarr`).
 
-    def done(tid: int, count: int) -> None:
-        build.log(tid)
-        counter.add(count)
+    Raises:
+        ConvertError: writing failed (a full disk), naming the file; finished tasks are kept.
+    """
+    from rsprep.formats.zarr_write import write_zarr as write
 
-    payloads = _payloads(source, build, tasks, s2_items, s1_items, map_items, options)
-    run_ordered(write_shard, payloads, workers=options.workers, on_result=done, what=str(build.path))
-    build.cleanup()
-    _checked(build.path, consolidate, build.path)
-    replace_path(build.path, dest)
-    files = sum(1 for p in dest.rglob("*") if p.is_file())
-    return ConvertResult(
-        "zarr",
-        str(dest),
-        {"patches": n, "s1": sum(it is not None for it in s1_items)},
-        len(tasks),
-        build.resumed_tasks,
-        time.perf_counter() - t0,
-        {"files": files, "shard_patches": shard, "stack": options.stack},
-    )
-
-
-def _checked(path: Path, fn, *args) -> None:
-    """Call ``fn(*args)``, turning an ``OSError`` (a full disk) into an error that names ``path``."""
-    try:
-        fn(*args)
-    except OSError as exc:
-        raise ConvertError(
-            f"writing {path} failed ({exc}); free disk space and run the same command again"
-        ) from exc
-
-
-def _checked_rows(
-    source: Source, options: ConvertOptions
-) -> tuple[list[Item], list[Item | None], list[Item]]:
-    """Check the source and the options; return the S2, S1 and map item of every metadata row."""
-    if source.table is None:
-        raise SourceError(
-            f"{source.root} holds no metadata.parquet; Zarr stores labels and splits, so it needs one"
-        )
-    options.validate()
-    rows = _rows(source)
-    if len(rows[0]) == 0:
-        raise SourceError(f"{source.root}: the metadata tables hold no patches")
-    return rows
-
-
-def _build_record(source: Source, options: ConvertOptions, s2_items: list[Item], tasks) -> dict:
-    """What the partial build is resumed against (source, keys, inputs, options and tasks)."""
-    return {
-        "format": "zarr",
-        "source": source.describe(),
-        "keys": digest([it.key for it in s2_items]),
-        "inputs": source.inputs,
-        "options": options_record(
-            options, ("stack", "stack_method", "shard_patches", "class_order", "compressor")
-        ),
-        "tasks": tasks,
-    }
-
-
-def _payloads(
-    source: Source, build: PartialBuild, tasks, s2_items, s1_items, map_items, options: ConvertOptions
-):
-    """The (task id, write_shard payload) of every task not yet done, generated lazily."""
-    return (
-        (
-            tid,
-            (
-                source.spec,
-                str(build.path),
-                a,
-                b,
-                s2_items[a:b],
-                s1_items[a:b],
-                map_items[a:b],
-                options.stack,
-                options.stack_method,
-            ),
-        )
-        for tid, (a, b) in enumerate(tasks)
-        if tid not in build.done
-    )
+    return write(source, dest, options, say, progress)
 
 
 # --------------------------------------------------------------------------------------------
