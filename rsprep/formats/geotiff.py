@@ -136,8 +136,8 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
     No lock and no sync per folder: the conversion holds the layout's lock and syncs the partial build
     once before the switch. A folder left in place by a killed run is replaced.
     """
-    folder = root / patch_dir(group, key)
-    tmp = _temp_folder(root, key)
+    folder = f"{root}{os.sep}{patch_dir(group, key)}"
+    tmp = _temp_folder(f"{root}{os.sep}{TEMP_PREFIX}{os.getpid()}", key)
     try:
         crs, transforms = values["_crs"], values["_transform"]
         into, at = f"{tmp}{os.sep}{key}", f"{folder}{os.sep}{key}"
@@ -150,29 +150,30 @@ def write_patch(root: Path, group: str, key: str, values: dict) -> None:
         raise
 
 
-def _temp_folder(root: Path, key: str) -> Path:
-    """An empty folder ``root/.rsprep-tmp-<pid>/<key>`` (the writers' temporaries, removed by each run)."""
-    tmp = root / f"{TEMP_PREFIX}{os.getpid()}" / key
+def _temp_folder(parent: str, key: str) -> str:
+    """An empty folder ``parent/key``, ``parent`` being ``<root>/.rsprep-tmp-<pid>`` (the writers'
+    temporaries, removed at the start and the end of each conversion)."""
+    tmp = f"{parent}{os.sep}{key}"
     try:
-        tmp.mkdir()
+        os.mkdir(tmp)
     except FileNotFoundError:
-        tmp.mkdir(parents=True)
+        os.makedirs(tmp)
     except FileExistsError:
         shutil.rmtree(tmp)
-        tmp.mkdir()
+        os.mkdir(tmp)
     return tmp
 
 
-def _into_place(tmp: Path, folder: Path) -> None:
+def _into_place(tmp: str, folder: str) -> None:
     try:
         os.rename(tmp, folder)
     except FileNotFoundError:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
         os.rename(tmp, folder)
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-        replace_path(tmp, folder)  # written by a run killed before it logged the task
+        replace_path(Path(tmp), Path(folder))  # written by a run killed before it logged the task
 
 
 def remove_temporaries(root: Path) -> None:
