@@ -54,7 +54,7 @@ from rsprep.formats.resumable import (
 from rsprep.formats.tiff_template import band_buffers, write_file
 from rsprep.formats.tiff_template import profile as profile  # re-exported: the GTiff creation profile
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import building, replace_path, write_json_atomic
+from rsprep.store.atomic import building, write_json_atomic
 
 if TYPE_CHECKING:  # sources.py reads this layout, so it is imported where it is used
     from rsprep.formats.sources import Item, Source, SourceSpec
@@ -173,7 +173,13 @@ def _into_place(tmp: str, folder: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-        replace_path(Path(tmp), Path(folder))  # written by a run killed before it logged the task
+        # written by a run killed before it logged the task: moved aside into the temporaries (nobody
+        # reads the partial build; a kill in between leaves the task unlogged, so it is written again)
+        old = f"{tmp}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(folder, old)
+        os.rename(tmp, folder)
+        shutil.rmtree(old)
 
 
 def remove_temporaries(root: Path) -> None:
@@ -210,6 +216,7 @@ def write_tiff(
             f"{source.root} is already in the GeoTIFF layout; pass --out to write a copy elsewhere"
         )
     tasks, _, record = group_plan("tiff", source, options.chunk or DEFAULT_CHUNK)
+    record["writer"] = "templates"  # a partial build of the earlier writer (GDAL per file) starts over
     dest.mkdir(parents=True, exist_ok=True)
     finish_switch(dest, say)
     build = PartialBuild(dest, record, dest / PARTIAL, unsynced=True)
