@@ -130,6 +130,14 @@ def _payload(plan: Plan, tid: int, source: Source, out: str, rows: dict, n: int,
 def write_zarr(
     source: Source, dest: Path, options: ConvertOptions, say=say_log, progress: Progress | None = None
 ) -> ConvertResult:
+    """Convert ``source`` to the Zarr store ``dest``: plan the tasks, create the store in the partial
+    build (or resume it), run the native arrays' tasks, then ``s2_stacked``'s, consolidate, sync once and
+    move it into place.
+
+    Raises:
+        ConvertError: writing failed (a full disk: the array and rows are named); finished tasks are kept.
+        WorkStoreError: a work-store chunk is missing or cannot be decoded.
+    """
     t0 = time.perf_counter()
     s2_items, s1_items, map_items = _checked_rows(source, options)
     rows = {"s2": s2_items, "s1": s1_items, "map": map_items}
