@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import time
@@ -40,7 +39,7 @@ import numpy as np
 
 from rsprep.core.grid import parse_patch_id, strip_parts
 from rsprep.core.values import GROUP_BANDS, GROUPS, MAP_BAND, MAP_SUFFIX, REFERENCE_MAP
-from rsprep.errors import ReaderError, WriteError
+from rsprep.errors import ReaderError
 from rsprep.formats.resumable import (
     ConvertOptions,
     ConvertResult,
@@ -51,10 +50,11 @@ from rsprep.formats.resumable import (
     run_ordered,
     say_log,
 )
+from rsprep.formats.tiff_switch import SWITCH, finish_switch, switch
 from rsprep.formats.tiff_template import band_buffers, write_file
 from rsprep.formats.tiff_template import profile as profile  # re-exported: the GTiff creation profile
 from rsprep.store import dataset as ds
-from rsprep.store.atomic import building, write_json_atomic
+from rsprep.store.atomic import building
 
 if TYPE_CHECKING:  # sources.py reads this layout, so it is imported where it is used
     from rsprep.formats.sources import Item, Source, SourceSpec
@@ -119,8 +119,6 @@ def is_layout(root: Path) -> bool:
 PARTIAL = ".rsprep-tiff.partial"
 #: Prefix of the writers' temporary folders inside the partial build (one per process).
 TEMP_PREFIX = ".rsprep-tmp-"
-#: The journal of the switch of the three layout folders, written before the first rename.
-SWITCH = ".rsprep-tiff.switch.json"
 DEFAULT_CHUNK = 256
 
 
@@ -249,7 +247,7 @@ def write_tiff(
     remove_temporaries(build.path)
     build.sync()  # the one flush of every file written
     build.cleanup()
-    switch(dest, build.path)
+    switch(dest, build.path, LAYOUT_DIRS)
     copied = _copy_tables(source, dest)
     return ConvertResult(
         "tiff",
@@ -260,58 +258,6 @@ def write_tiff(
         time.perf_counter() - t0,
         {"tables_copied": copied},
     )
-
-
-def switch(root: Path, built: Path) -> None:
-    """Move the layout folders built in ``built`` into ``root`` with renames only.
-
-    The journal lists the folders to switch before the first rename; each old folder is renamed into
-    ``.rsprep-tiff.old-<pid>`` and the new one into place, then the journal and the rest are removed.
-    A run killed on the way leaves the journal, and :func:`finish_switch` completes it.
-    """
-    names = [d for d in LAYOUT_DIRS if (built / d).is_dir()]
-    write_json_atomic(root / SWITCH, {"from": built.name, "folders": names})
-    _fsync_dir(root)
-    finish_switch(root, say=lambda _msg: None)
-
-
-def finish_switch(root: Path, say=say_log) -> bool:
-    """Complete a switch of the layout folders that ``root``'s journal records (roll forward).
-
-    Call with the layout's lock held. Every folder still in the partial build goes into place (the old
-    one, if any, moved aside first); then the old folders, the partial build and the journal are
-    removed. Returns whether there was a journal.
-    """
-    try:
-        journal = json.loads((root / SWITCH).read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError) as exc:
-        raise WriteError(
-            5, f"{root / SWITCH} is unreadable ({exc}); remove it and run the conversion again"
-        ) from exc
-    built, old = root / journal["from"], root / f".rsprep-tiff.old-{os.getpid()}"
-    for d in journal["folders"]:
-        if not (built / d).is_dir():
-            continue  # already switched
-        if os.path.lexists(root / d):
-            old.mkdir(exist_ok=True)
-            os.rename(root / d, old / d)
-        os.rename(built / d, root / d)
-    _fsync_dir(root)
-    for path in [old, built, *root.glob(".rsprep-tiff.old-*")]:
-        shutil.rmtree(path, ignore_errors=True)
-    (root / SWITCH).unlink()
-    say(f"finished the interrupted switch of the GeoTIFF layout in {root}")
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_tables(source: Source, dest: Path) -> list[str]:
