@@ -34,14 +34,15 @@ def work_values(work: str, group: str, items: list) -> Iterator[tuple[object, di
         grid = store.grid
         crs = f"EPSG:{grid.epsg}"
         arrays = {b: RowChunks(store, gname, a) for b, a in bands.items()}
+        res = {b: resolution(b) for b in bands}
         held: dict[str, tuple[int, np.ndarray]] = {}
         for it in sorted(by_store[name], key=lambda it: it.row):
-            values: dict = {"_crs": crs, "_transform": {}}
             x, y = grid.xy(it.grid_row if group == "s1" else it.row)
+            transforms = {r: grid.transform(x, y, r) for r in set(res.values())}
+            values: dict = {"_crs": crs, "_transform": {b: transforms[r] for b, r in res.items()}}
             for b, arr in arrays.items():
                 k = it.row // arr.per
                 if b not in held or held[b][0] != k:
                     held[b] = (k, arr.read(k))
                 values[b] = held[b][1][it.row - k * arr.per]
-                values["_transform"][b] = grid.transform(x, y, resolution(b))
             yield it, values
