@@ -1,7 +1,9 @@
 """`rsprep convert` of full-size work stores against the disk (issue 16).
 
 Each conversion (``rsprep convert FMT DS --out OUT --overwrite --workers W``, a subprocess) is paired
-with its floor, run right after it on the same disk:
+with its floor, run right after it on the same disk. Every conversion is timed until its output is on
+disk: an ``os.sync()`` before it (nothing of the previous run is charged to it) and one after it,
+counted in its wall time (``unsynced_s``: what it left in the page cache; older writers did not sync):
 
 - LMDB and Zarr: writing the output's number of bytes from random data prepared in memory, 16 MiB
   per ``write`` and one ``fdatasync`` (what ``dd if=<in memory> bs=16M conv=fdatasync`` does);
@@ -165,12 +167,18 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "bef
         if pythonpath:
             env["PYTHONPATH"] = str(pythonpath)
         dest = out.with_name(f"{out.name}-{code}")
+        os.sync()  # the previous run's writeback is not charged to this one
         before = loadavg()
         r = run(
             [*RSPREP, "convert", fmt, str(ds), "--out", str(dest), "--overwrite", "--workers", str(workers)],
             env,
         )
+        t0 = time.perf_counter()
+        os.sync()  # what the conversion left unsynced (nothing, for writers that sync their output)
+        r["unsynced_s"] = time.perf_counter() - t0
+        r["wall"] += r["unsynced_s"]
         nbytes = size_of(dest)
+        os.sync()
         if fmt == "tiff":
             floor, files, _ = file_floor(dest, folder)
             r["files"] = files
@@ -200,14 +208,16 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "bef
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| dataset | output | workers | code | GB | files | convert s (user / sys) | floor s | ratio "
+        "| dataset | output | workers | code | GB | files | convert s (user / sys; of it sync after) "
+        "| floor s | ratio "
         "| peak maxrss / anon GB | load before → after |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['format']} | {r['workers']} | {r['code']} | {r['bytes'] / 1e9:.2f} | "
-            f"{r.get('files', '')} | {r['wall']:.1f} ({r['user']:.1f} / {r['sys']:.1f}) | {r['floor']:.1f} | "
+            f"{r.get('files', '')} | {r['wall']:.1f} ({r['user']:.1f} / {r['sys']:.1f}; "
+            f"{r.get('unsynced_s', 0):.1f}) | {r['floor']:.1f} | "
             f"**{r['ratio']:.1f}×** | {r['maxrss_gb']:.2f} / {r['anon_gb']:.2f} | {r['load']} |"
         )
     lines += ["", *scaling(rows)]
