@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,14 @@ def overlap_work(tmp_path_factory) -> Path:
     results, _ = run_reference(work, arch / m["clc"]["path"])
     assert all(r.status == "done" for r in results)
     return work
+
+
+@pytest.fixture
+def ds_copy(dataset, tmp_path) -> Path:
+    """A private copy of the demo dataset folder without its converted outputs (a conversion records
+    itself in the copy's build.json, which still names the work store)."""
+    out = tmp_path / "ds"
+    shutil.copytree(
+        dataset, out, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
+    )
+    return out

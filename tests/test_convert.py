@@ -37,16 +37,6 @@ def official(shared_data) -> Path:
     return shared_data("reben-v2-patches")
 
 
-@pytest.fixture
-def ds_copy(dataset, tmp_path) -> Path:
-    """A private copy of the demo dataset folder (its build.json still names the work store)."""
-    out = tmp_path / "ds"
-    shutil.copytree(
-        dataset, out, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
 def converted(dataset, tmp_path_factory):
     """LMDB, Zarr (--stack) and GeoTIFF layout of the demo dataset, built once with two workers."""

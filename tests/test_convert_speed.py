@@ -73,15 +73,6 @@ def reference_lmdb(src: Path, dest: Path, chunk: int) -> None:
     shutil.rmtree(build)
 
 
-@pytest.fixture
-def ds_copy(dataset, tmp_path) -> Path:
-    out = tmp_path / "ds"
-    shutil.copytree(
-        dataset, out, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
-    )
-    return out
-
-
 @pytest.mark.parametrize(("workers", "chunk"), [(1, 4), (2, 0)])
 def test_lmdb_bytes_equal_the_previous_writer(ds_copy, tmp_path, workers, chunk):
     reference_lmdb(ds_copy, tmp_path / "reference", chunk or 1024)

@@ -61,16 +61,6 @@ def written(tmp: Path, group: str, arr, crs, transform) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture
-def ds_copy(dataset, tmp_path) -> Path:
-    """A private copy of the demo dataset folder (a conversion records itself in its build.json)."""
-    out = tmp_path / "ds"
-    shutil.copytree(
-        dataset, out, ignore=shutil.ignore_patterns("lmdb", "zarr", "BigEarthNet-*", "Reference_Maps")
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(dataset, tmp_path_factory) -> Path:
     """The demo dataset's layout as the earlier writer wrote it: GDAL per file."""
