@@ -12,8 +12,9 @@ counted in its wall time (``unsynced_s``: what it left in the page cache; older 
 
 With ``--head DIR`` (a checkout of older rsprep code, e.g. ``git archive 1c34c04 rsprep | tar -x -C DIR``,
 named in the table by ``--head-label``) every conversion is also run with that code at the highest
-``--workers``, and the outputs are compared byte for byte (LMDB: ``data.mdb``; Zarr and GeoTIFF: every
-file, as one digest of names and bytes). Peak memory: the largest ``ru_maxrss`` of the conversion's
+``--workers``, and the outputs are compared (LMDB: every key and value, since the writer of 2026-12-01
+lays out its pages differently from the compacting copy before it; Zarr and GeoTIFF: every file, as
+one digest of names and bytes). Peak memory: the largest ``ru_maxrss`` of the conversion's
 processes (file pages mapped by LMDB count in it) and the largest anonymous RSS of its process tree,
 sampled every 0.1 s.
 
@@ -157,6 +158,17 @@ def tree_sha(path: Path) -> str:
     return h.hexdigest()
 
 
+def items_sha(path: Path) -> str:
+    """One digest of an LMDB's keys and values, in key order."""
+    import lmdb
+
+    h = hashlib.sha256()
+    with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin(buffers=True) as txn:
+        for k, v in txn.cursor():
+            h.update(hashlib.sha256(k).digest() + hashlib.sha256(v).digest())
+    return h.hexdigest()
+
+
 def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "before") -> list[dict]:
     folder = ds.parent
     out = folder / {"lmdb": "lmdb", "zarr": "dataset.zarr", "tiff": "tiff"}[fmt]
@@ -194,7 +206,7 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "bef
             "load": f"{before} → {loadavg()}",
             "dataset": ds.parent.name,
         }
-        r["sha"] = sha(dest / "data.mdb") if fmt == "lmdb" else tree_sha(dest)
+        r["sha"] = items_sha(dest) if fmt == "lmdb" else tree_sha(dest)
         if fmt == "lmdb":
             stage = json.loads((ds / "build.json").read_text())["stages"]["convert_lmdb"]
             r["steps"] = stage.get("extra", {}).get("seconds")
@@ -237,7 +249,8 @@ def scaling(rows: list[dict]) -> list[str]:
         for r in mine:
             if r["code"] != "new" and r["workers"] in new:
                 same = "identical" if r.get("identical") else "**different**"
-                parts.append(f"{r['code']} ÷ new {r['wall'] / new[r['workers']]:.2f}× ({same} bytes)")
+                what = "keys and values" if key[1] == "lmdb" else "bytes"
+                parts.append(f"{r['code']} ÷ new {r['wall'] / new[r['workers']]:.2f}× ({same} {what})")
         if parts:
             out.append(f"- {key[0]} {key[1]}: " + ", ".join(parts))
     return out

@@ -113,19 +113,22 @@ def patch_trials(base: Path, products: list[str], n: int, rng: random.Random) ->
 
 
 def lmdb_trials(dataset: Path, n: int, rng: random.Random) -> dict[str, int]:
+    """Each trial kills ``convert lmdb`` twice — the first run, then its resume (which begins by
+    replaying the committed units into a fresh environment) — and finishes with a third run."""
     ref = dataset.parent / "lmdb-ref"
     t0 = time.monotonic()
     run("convert", "lmdb", str(dataset), "--out", str(ref), "--chunk", "4")
     span, expected = time.monotonic() - t0, (ref / "data.mdb").read_bytes()
-    out = {"trials": 0, "finished_before_kill": 0, "differ": 0}
+    out = {"trials": 0, "finished_before_kill": 0, "resume_finished_before_kill": 0, "differ": 0}
     for i in range(n):
         dest = dataset.parent / f"lmdb-{i}"
-        _, finished = kill_at(
-            ["convert", "lmdb", str(dataset), "--out", str(dest), "--chunk", "4"], rng.uniform(0.3, span)
-        )
-        run("convert", "lmdb", str(dataset), "--out", str(dest), "--chunk", "4", check=False)
+        cmd = ["convert", "lmdb", str(dataset), "--out", str(dest), "--chunk", "4"]
+        _, finished = kill_at(cmd, rng.uniform(0.3, span))
+        _, resume_finished = kill_at(cmd, rng.uniform(0.3, span))
+        run(*cmd, check=False)
         out["trials"] += 1
         out["finished_before_kill"] += finished
+        out["resume_finished_before_kill"] += resume_finished
         out["differ"] += not (dest / "data.mdb").is_file() or (dest / "data.mdb").read_bytes() != expected
         shutil.rmtree(dest, ignore_errors=True)
     return out
@@ -176,7 +179,9 @@ def main() -> None:
             "kill -9 of `patch --workers 2`, then the same command": patch_trials(
                 base, products, a.kills, rng
             ),
-            "kill -9 of `convert lmdb --chunk 4`, then the same command": lmdb_trials(ds, a.kills, rng),
+            "kill -9 of `convert lmdb --chunk 4`, kill -9 of its resume, then the same command": lmdb_trials(
+                ds, a.kills, rng
+            ),
             "two `convert lmdb --overwrite` of one dataset at once": concurrent_trials(ds, a.concurrent),
         }
     finally:

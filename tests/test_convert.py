@@ -417,23 +417,23 @@ def test_zarr_reader_fast_path_equals_zarr_python(ds_copy, tmp_path, compressor)
 
 def test_lmdb_write_failure_keeps_progress_and_resumes(ds_copy, tmp_path, monkeypatch):
     """A real LMDB error (the map full) mid-run: a clear error, finished tasks kept, then a resume."""
-    from rsprep.formats import lmdb as lmdb_writer
+    from rsprep.formats import lmdb_build as lmdb_writer
     from rsprep.formats.resumable import ConvertError
 
     calls = {"n": 0}
-    real = lmdb_writer._ensure_room
+    real = lmdb_writer.ensure_room
 
     def starve(env, extra):
         calls["n"] += 1
         if calls["n"] < 3:
             real(env, extra)  # the third write unit gets no room: MDB_MAP_FULL
 
-    monkeypatch.setattr(lmdb_writer, "_ensure_room", starve)
+    monkeypatch.setattr(lmdb_writer, "ensure_room", starve)
     dest = tmp_path / "lmdb"
     with pytest.raises(ConvertError, match="run the same command again to resume"):
         convert("lmdb", ds_copy, dest, opts(chunk=8))
     assert (tmp_path / ".lmdb.partial" / PROGRESS).read_text().split() == ["0", "1"]
-    monkeypatch.setattr(lmdb_writer, "_ensure_room", real)
+    monkeypatch.setattr(lmdb_writer, "ensure_room", real)
     assert convert("lmdb", ds_copy, dest, opts(chunk=8)).resumed_tasks >= 2
     assert len(LmdbReader(dest)) == 93
 

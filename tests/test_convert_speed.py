@@ -1,8 +1,9 @@
 """Conversion at the speed of the disk (issue 16): the fast writers give the bytes of the writers before.
 
 LMDB: values read in threads straight into safetensors buffers, written into a writable map without a
-sync per transaction, copied through the page cache; the file must stay byte for byte what the
-previous writer (worker processes, ``safetensors.numpy.save``, default LMDB flags, ``env.copy``) gave.
+sync per transaction, and that environment is the output; its values must stay those of the previous
+writer (worker processes, ``safetensors.numpy.save``, default LMDB flags), and its file must depend on
+the data alone: the same bytes at any worker count and ``--chunk``, and after any interruption.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ from collections import Counter
 from pathlib import Path
 
 import lmdb
-import numpy as np
 import pytest
 
 from rsprep.formats import lmdb as writer
-from rsprep.formats.lmdb_pages import zero_gaps
+from rsprep.formats import lmdb_build
 from rsprep.formats.resumable import PROGRESS, ConvertOptions, group_plan
 from rsprep.formats.sources import open_source, read_items
 from rsprep.formats.store_values import RowChunks, StoreValues
 from rsprep.stages.convert import convert
 
-#: data.mdb of the demo dataset (tests/conftest.py ``dataset``) as the writer at e1f9f50 (before
-#: issue 16) wrote it (`rsprep convert lmdb DS --chunk 4`, also 1024), and the digest of its keys and
-#: values (:func:`items_digest`): while the values are these, the file must be these bytes.
-HEAD_MDB = "62358e8fc03554208bfdfc97533c69e89f1b51ae71300766aed266f126746d4f"
+#: data.mdb of the demo dataset (tests/conftest.py ``dataset``) as this writer writes it, and the digest
+#: of its keys and values (:func:`items_digest`, the same as the writer at e1f9f50, before issue 16):
+#: while the values are these, the file must be these bytes.
+NEW_MDB = "a292a91d2b95adde21e24612f6f7fd8ba252f07e4cca973689c36869b128e057"
 DEMO_ITEMS = "9efa2f43d670d46da24cec2a77c93c987f4b22227fcbff9fd81d48588ea59f7d"
 
 
@@ -44,14 +44,12 @@ def items_digest(path: Path) -> str:
 
 def reference_lmdb(src: Path, dest: Path, chunk: int) -> None:
     """The writer before issue 16, in one process: ``safetensors.numpy.save`` of each value, one
-    transaction per write unit in sorted key order (appending past the last key), default flags
-    (``meminit``, no writemap, a sync per commit), ``env.copy(compact=True)``, the gaps zeroed."""
+    transaction per write unit in sorted key order (appending past the last key), default flags."""
     from safetensors.numpy import save
 
     source = open_source(src)
     tasks, per_unit, _ = group_plan("lmdb", source, chunk)
-    build = dest.with_name(dest.name + ".build")
-    env = lmdb.open(str(build), map_size=1 << 30, meminit=True, max_dbs=0)
+    env = lmdb.open(str(dest), map_size=1 << 30, meminit=True, max_dbs=0)
     last, units = None, {}
     for unit, group, items in tasks:
         arrays = read_items(source.spec, group, items)
@@ -64,24 +62,27 @@ def reference_lmdb(src: Path, dest: Path, chunk: int) -> None:
                 append = last is None or k > last
                 txn.put(k, v, append=append)
                 last = k if append else last
-    info, psize = env.info(), env.stat()["psize"]
-    env.set_mapsize(-(-(info["last_pgno"] + 1) * psize // (1 << 20)) * (1 << 20))
-    dest.mkdir()
-    env.copy(str(dest), compact=True)
     env.close()
-    zero_gaps(dest / "data.mdb", psize)
-    shutil.rmtree(build)
 
 
-@pytest.mark.parametrize(("workers", "chunk"), [(1, 4), (2, 0)])
-def test_lmdb_bytes_equal_the_previous_writer(ds_copy, tmp_path, workers, chunk):
-    reference_lmdb(ds_copy, tmp_path / "reference", chunk or 1024)
-    convert("lmdb", ds_copy, tmp_path / "new", ConvertOptions(workers=workers, chunk=chunk))
-    assert items_digest(tmp_path / "new") == items_digest(tmp_path / "reference")
-    assert sha(tmp_path / "new" / "data.mdb") == sha(tmp_path / "reference" / "data.mdb")
+def test_lmdb_values_equal_the_previous_writer_and_its_file_the_data_alone(ds_copy, tmp_path):
+    reference_lmdb(ds_copy, tmp_path / "reference", 1024)
+    digests = set()
+    for workers, chunk in ((1, 4), (2, 0), (2, 7)):
+        dest = tmp_path / f"new-{workers}-{chunk}"
+        result = convert("lmdb", ds_copy, dest, ConvertOptions(workers=workers, chunk=chunk))
+        assert items_digest(dest) == items_digest(tmp_path / "reference")
+        digests.add(sha(dest / "data.mdb"))
+        # the file ends at its last page; the map size in its meta pages is that rounded up to 1 MiB
+        used = result.extra["used_bytes"]
+        assert (dest / "data.mdb").stat().st_size == used
+        with lmdb.open(str(dest), readonly=True, lock=False) as env:
+            assert env.info()["map_size"] == result.extra["map_size"] == -(-used >> 20) << 20
+        assert sorted(p.name for p in dest.iterdir()) == ["data.mdb"]
+    assert len(digests) == 1
     # the demo's values as recorded (upstream stages may change them): then the recorded file
-    if items_digest(tmp_path / "new") == DEMO_ITEMS:
-        assert sha(tmp_path / "new" / "data.mdb") == HEAD_MDB
+    if items_digest(dest) == DEMO_ITEMS:
+        assert digests == {NEW_MDB}
 
 
 def test_every_s2_and_map_chunk_is_decompressed_once(ds_copy, tmp_path, monkeypatch):
@@ -150,9 +151,9 @@ def test_a_partial_build_of_an_earlier_boot_is_discarded_unless_synced(ds_copy, 
         with pytest.raises(KeyboardInterrupt):
             convert("lmdb", ds_copy, dest, ConvertOptions(chunk=4, overwrite=True))
         monkeypatch.setattr(writer, "read_piece", real)
-        assert (partial / writer.BOOT).read_text().strip() == "synced"  # the orderly stop synced it
+        assert (partial / lmdb_build.BOOT).read_text().strip() == "synced"  # the orderly stop synced it
         assert (partial / PROGRESS).read_text().split()
-        (partial / writer.BOOT).write_text(boot + "\n")
+        (partial / lmdb_build.BOOT).write_text(boot + "\n")
         said: list[str] = []
         result = convert("lmdb", ds_copy, dest, ConvertOptions(chunk=4, overwrite=True), say=said.append)
         assert (result.resumed_tasks > 0) == resumed, said
@@ -160,42 +161,52 @@ def test_a_partial_build_of_an_earlier_boot_is_discarded_unless_synced(ds_copy, 
         assert sha(dest / "data.mdb") == sha(clean / "data.mdb")
 
 
-def test_zero_gaps_zeroes_overflow_tails_and_header_padding(tmp_path):
-    """A writable map leaves old bytes in an overflow run's last page and in ``mp_pad``: zeroed."""
-    import struct
+def test_resumes_replay_the_interrupted_runs_and_end_in_the_same_bytes(ds_copy, tmp_path, monkeypatch):
+    """Interrupted after some units, again while replaying them, and again after the replay, with a
+    room estimate so short that units abort on a full map and are written again: every resume
+    replays the committed units into a fresh environment and ends in the clean run's bytes."""
+    real_pages = lmdb_build.pages_needed
+    monkeypatch.setattr(lmdb_build, "pages_needed", lambda v, psize: max(1, real_pages(v, psize) // 6))
+    clean, dest = tmp_path / "clean", tmp_path / "lmdb"
+    convert("lmdb", ds_copy, clean, ConvertOptions(workers=2))
+    partial = tmp_path / ".lmdb.partial"
+    real_read, real_write = writer.read_piece, lmdb_build.write_unit
+    calls = {"read": 0, "replayed": 0}
 
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    rng = np.random.default_rng(1)
-    values = {f"k{i:03d}".encode(): rng.bytes(int(rng.integers(5000, 30000))) for i in range(40)}
-    with lmdb.open(str(src), map_size=64 << 20) as env:
-        with env.begin(write=True) as txn:
-            for k, v in values.items():
-                txn.put(k, v, append=True)
-        psize = env.stat()["psize"]
-        dst.mkdir()
-        env.copy(str(dst), compact=True)
-    data = dst / "data.mdb"
-    zero_gaps(data, psize)
-    clean = data.read_bytes()
-    raw, planted, pgno = bytearray(clean), 0, 2
-    while pgno < len(raw) // psize:
-        base = pgno * psize
-        raw[base + 8 : base + 10] = b"\x5a\x5a"  # mp_pad
-        flags, pages = (
-            struct.unpack_from("<H", raw, base + 10)[0],
-            struct.unpack_from("<I", raw, base + 12)[0],
-        )
-        if flags & 0x04:  # an overflow run: garbage after its value, at the very end of its last page
-            end = base + pages * psize
-            if raw[end - 1] == 0:
-                raw[end - 1] = 0xCD
-                planted += 1
-            pgno += pages
-        else:
-            pgno += 1
-    assert planted > 10
-    data.write_bytes(bytes(raw))
-    zero_gaps(data, psize)
-    assert data.read_bytes() == clean
-    with lmdb.open(str(dst), readonly=True, lock=False) as env, env.begin() as txn:
-        assert {k: bytes(v) for k, v in txn.cursor()} == values
+    def read_until(n):
+        def read(payload):
+            calls["read"] += 1
+            if calls["read"] == n:
+                raise KeyboardInterrupt
+            return real_read(payload)
+
+        return read
+
+    def write(env, psize, state, where, values, kept):
+        if where.name.startswith(lmdb_build.REPLAY):
+            calls["replayed"] += 1
+            if calls["replayed"] == 2:
+                raise KeyboardInterrupt  # killed in the middle of a replay
+        return real_write(env, psize, state, where, values, kept)
+
+    monkeypatch.setattr(lmdb_build, "write_unit", write)
+    logged = []
+    # the demo's 10 units are read in 36 pieces: stopping at the 9th read leaves 2 units written
+    for stop in (9, None, 10, None):  # None: the replay is interrupted instead
+        calls["read"], calls["replayed"] = 0, 0 if stop is None else 10
+        monkeypatch.setattr(writer, "read_piece", read_until(stop) if stop else real_read)
+        with pytest.raises(KeyboardInterrupt):
+            convert("lmdb", ds_copy, dest, ConvertOptions(workers=2, overwrite=True))
+        logged.append(len((partial / PROGRESS).read_text().split()))
+    calls["replayed"] = 10
+    assert logged[0] == logged[1] >= 1 and logged[3] == logged[2] > logged[0], logged
+    assert [p.name for p in partial.glob(f"{lmdb_build.REPLAY}*")] == ["replay-0"]  # the active one
+    junk = partial / f"{lmdb_build.REPLAY}1"  # what a replay killed with -9 leaves: dropped
+    junk.mkdir()
+    (junk / "data.mdb").write_bytes(b"half a replay")
+    said: list[str] = []
+    monkeypatch.setattr(writer, "read_piece", real_read)
+    result = convert("lmdb", ds_copy, dest, ConvertOptions(workers=2, overwrite=True), say=said.append)
+    assert result.resumed_tasks > 0, said
+    assert sha(dest / "data.mdb") == sha(clean / "data.mdb")
+    assert not partial.exists()

@@ -231,71 +231,25 @@ def test_tiff_full_disk_and_a_kill_mid_switch(ds_copy):
     assert len(list((ds_copy / geotiff.MAPS_DIR).glob("*/*"))) == 31
 
 
-def test_zero_gaps_removes_every_byte_lmdb_never_writes(tmp_path):
-    """Garbage planted in free page space and in node pad bytes is zeroed; the values read the same.
-
-    This is what makes a resumed ``data.mdb`` byte-identical: those bytes come from reused buffers of
-    the writing process and so depend on its history, not on the data.
-    """
-    import struct
-
-    from rsprep.formats.lmdb import zero_gaps
-
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    rng = np.random.default_rng(0)
-    values = {f"patch_{i:04d}x".encode(): rng.bytes(int(rng.integers(1, 900)) | 1) for i in range(600)}
-    with lmdb.open(str(src), map_size=64 << 20, subdir=True) as env:
-        with env.begin(write=True) as txn:
-            for k, v in values.items():
-                txn.put(k, v)
-        psize = env.stat()["psize"]
-        dst.mkdir()
-        env.copy(str(dst), compact=True)
-    data = dst / "data.mdb"
-    zero_gaps(data, psize)
-    clean = data.read_bytes()
-    raw = bytearray(clean)
-    planted = 0
-    for pgno in range(2, len(raw) // psize):  # pages 0 and 1 are the meta pages
-        base = pgno * psize
-        flags, lower, upper = struct.unpack_from("<HHH", raw, base + 10)
-        if flags & 0x02 and not flags & 0x04 and 16 <= lower < upper <= psize:  # a leaf page
-            raw[base + lower : base + upper] = b"\xab" * (upper - lower)
-            planted += upper - lower
-    assert planted > 0
-    data.write_bytes(bytes(raw))
-    zero_gaps(data, psize)
-    assert data.read_bytes() == clean
-    with lmdb.open(str(dst), readonly=True, lock=False, subdir=True) as env, env.begin() as txn:
-        assert {k: bytes(v) for k, v in txn.cursor()} == values
-
-
 @pytest.mark.parametrize("retries", [0, 6])
 def test_a_full_map_grows_and_the_unit_is_written_again(tmp_path, monkeypatch, retries):
     """Where the room estimate falls short (middle inserts copy page paths), MDB_MAP_FULL does not
     fail the build: the map grows and the aborted transaction is written again."""
-    from rsprep.formats import lmdb as writer
+    from rsprep.formats import lmdb_build as writer
 
-    real = writer._pages_needed
-    monkeypatch.setattr(writer, "_pages_needed", lambda values, psize: max(1, real(values, psize) // 8))
+    real = writer.pages_needed
+    monkeypatch.setattr(writer, "pages_needed", lambda values, psize: max(1, real(values, psize) // 8))
     monkeypatch.setattr(writer, "_MAP_RETRIES", retries)
-
-    class Log:
-        path, done = tmp_path, set()
-
-        def log(self, unit):
-            self.done.add(unit)
-
-    env, psize, last = writer._open_build_env(tmp_path)
+    env, psize, last = writer.open_env(tmp_path)
     state, rng = {"last": last}, np.random.default_rng(0)
     units = [sorted((f"S1_{i:05d}_{u}".encode(), rng.bytes(3000)) for i in range(3000)) for u in range(2)]
     try:
         if retries == 0:  # the short estimate alone fills the map
             with pytest.raises(writer.ConvertError, match="MDB_MAP_FULL"):
-                writer._write_unit(env, psize, state, Log(), 0, units[0])
+                writer.write_unit(env, psize, state, tmp_path, units[0], 0)
             return
         for u, values in enumerate(units):
-            writer._write_unit(env, psize, state, Log(), u, values)
+            writer.write_unit(env, psize, state, tmp_path, values, u)
         with env.begin() as txn:
             assert txn.stat()["entries"] == 6000
             assert all(bytes(txn.get(k)) == v for u in units for k, v in u)

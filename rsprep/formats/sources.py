@@ -37,6 +37,9 @@ from rsprep.store.workstore import (
     find_stores,
 )
 
+#: Keys per write unit (one LMDB transaction) of an official folder.
+OFFICIAL_UNIT = 128
+
 
 class SourceError(InvalidParameterError):
     """A conversion source is incomplete or inconsistent."""
@@ -77,14 +80,16 @@ class Source:
     def units(self, group: str, size: int) -> list[list[list[Item]]]:
         """The values of ``group`` as write units in sorted key order, each a list of read tasks.
 
-        Official folders: one task of ``size`` consecutive keys per unit (every file is read once
-        whatever the grouping). Work stores keep a row of 91 patches per Zarr chunk while sorted keys
+        Official folders: units of :data:`OFFICIAL_UNIT` consecutive keys, read in tasks of at most
+        ``size`` (every file is read once whatever the grouping; the units, and so an LMDB's file,
+        do not depend on ``size``). Work stores keep a row of 91 patches per Zarr chunk while sorted keys
         run down the columns, so a unit is all values of one store (S2, maps) or of one S1 scene and
         tile, read in tasks of ``size`` values in row order: every chunk is decompressed once.
         """
         items = self.items[group]
         if self.spec.kind == "official":
-            return [[items[a:b]] for a, b in chunks(items, size)]
+            units = [items[a:b] for a, b in chunks(items, OFFICIAL_UNIT)]
+            return [[unit[c:d] for c, d in chunks(unit, size)] for unit in units]
         by_unit: dict[str, list[Item]] = defaultdict(list)
         for it in items:
             by_unit[parse_patch_id(it.key.removesuffix(MAP_SUFFIX))[0]].append(it)
