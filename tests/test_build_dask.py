@@ -236,6 +236,7 @@ def test_batch_job_scripts(kind):
     assert (
         "export OMP_NUM_THREADS=1" in script
         and "export DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE=False" in script
+        and "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script
     )
     assert "--nworkers 16" in script and "--nthreads 1" in script and sys.executable in script
     # the nannies start their workers as the local executor does: thread caps, no MALLOC_TRIM_THRESHOLD_

@@ -20,11 +20,15 @@ from rsprep.build.dask_executor import DaskExecutor, DistributedError, MissingEx
 from rsprep.build.executor import THREAD_VARIABLES, cores
 from rsprep.errors import InvalidParameterError
 
-#: Dask settings of every worker the build starts (and of a LocalCluster's workers through their nanny).
+#: Dask settings of every worker the build starts (and of a LocalCluster's workers through their nanny):
+#: no memory management (a task's arrays are not Dask's to spill) and no statistical profiler (by
+#: default it walks every task thread's stack each 10 ms, holding the GIL, for a dashboard rsprep does
+#: not start).
 WORKER_CONFIG = {
     "distributed.worker.memory.target": False,
     "distributed.worker.memory.spill": False,
     "distributed.worker.memory.pause": False,
+    "distributed.worker.profile.enabled": False,
 }
 JOBQUEUE_MISSING = "dask-jobqueue is not installed: pip install 'rsprep[dist]'"
 
