@@ -173,17 +173,18 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "bef
     folder = ds.parent
     out = folder / {"lmdb": "lmdb", "zarr": "dataset.zarr", "tiff": "tiff"}[fmt]
     rows = []
-    codes = [("new", None)] + ([(label, head)] if head else [])
+    # "new" is the checkout this benchmark lives in; every run starts in the dataset's folder, since
+    # ``python -m`` puts its working directory first on sys.path (an rsprep/ there would win)
+    codes = [("new", Path(__file__).resolve().parents[1])] + ([(label, head)] if head else [])
     for code, pythonpath in codes:
-        env = dict(os.environ)
-        if pythonpath:
-            env["PYTHONPATH"] = str(pythonpath)
+        env = dict(os.environ, PYTHONPATH=str(pythonpath))
         dest = out.with_name(f"{out.name}-{code}")
         os.sync()  # the previous run's writeback is not charged to this one
         before = loadavg()
         r = run(
             [*RSPREP, "convert", fmt, str(ds), "--out", str(dest), "--overwrite", "--workers", str(workers)],
             env,
+            cwd=folder,
         )
         t0 = time.perf_counter()
         os.sync()  # what the conversion left unsynced (nothing, for writers that sync their output)
