@@ -114,25 +114,47 @@ def dd_floor(folder: Path, nbytes: int) -> float:
     return seconds
 
 
-def file_floor(layout: Path, folder: Path) -> tuple[float, int, int]:
-    """Create the layout's GeoTIFFs again from Python (bytes prepared in memory): (s, files, bytes)."""
+def file_floor(layout: Path, folder: Path, processes: int = 1) -> tuple[float, int, int]:
+    """Create the layout's GeoTIFFs again from Python (bytes prepared in memory): (s, files, bytes).
+
+    With ``processes > 1`` the patch folders are dealt round-robin to that many forked processes
+    (each ``mkdir`` + ``os.open``/``os.write``/``os.close`` of its files), then one ``syncfs``: how
+    far file creation itself scales on this file system.
+    """
+    import multiprocessing
+
     files = [
         (p.relative_to(layout), p.read_bytes())
         for d in ("BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps")
         for p in sorted((layout / d).rglob("*.tif"))
     ]
+    by_folder: dict[Path, list] = {}
+    for rel, data in files:
+        by_folder.setdefault(rel.parent, []).append((rel, data))
+    folders = list(by_folder.values())
     out = folder / "floor"
     shutil.rmtree(out, ignore_errors=True)
+
+    def create(share: list) -> None:
+        for members in share:
+            (out / members[0][0].parent).mkdir(parents=True, exist_ok=True)
+            for rel, data in members:
+                fd = os.open(out / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, data)
+                os.close(fd)
+
     t0 = time.perf_counter()
-    made: set[Path] = set()
-    for rel, data in files:
-        parent = out / rel.parent
-        if parent not in made:
-            parent.mkdir(parents=True, exist_ok=True)
-            made.add(parent)
-        fd = os.open(out / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, data)
-        os.close(fd)
+    if processes == 1:
+        create(folders)
+    else:
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=create, args=(folders[i::processes],)) for i in range(processes)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"a floor process failed ({proc.exitcode})")
     fd = os.open(out, os.O_RDONLY)
     os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()
     os.close(fd)
@@ -169,7 +191,9 @@ def items_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "before") -> list[dict]:
+def bench(
+    ds: Path, fmt: str, workers: int, head: Path | None, label: str = "before", floor_processes: int = 1
+) -> list[dict]:
     folder = ds.parent
     out = folder / {"lmdb": "lmdb", "zarr": "dataset.zarr", "tiff": "tiff"}[fmt]
     rows = []
@@ -195,6 +219,9 @@ def bench(ds: Path, fmt: str, workers: int, head: Path | None, label: str = "bef
         if fmt == "tiff":
             floor, files, _ = file_floor(dest, folder)
             r["files"] = files
+            if floor_processes > 1 and code == "new":
+                os.sync()
+                r[f"floor_{floor_processes}p"] = file_floor(dest, folder, floor_processes)[0]
         else:
             floor = dd_floor(folder, nbytes)
         r |= {
@@ -248,6 +275,12 @@ def scaling(rows: list[dict]) -> list[str]:
             lo, hi = min(new), max(new)
             parts.append(f"{lo} → {hi} workers {new[lo] / new[hi]:.2f}×")
         for r in mine:
+            for k in [k for k in r if k.startswith("floor_") and k.endswith("p")]:
+                n = k.removeprefix("floor_").removesuffix("p")
+                parts.append(
+                    f"file-creation floor beside the {r['workers']}-worker row: {r['floor']:.1f} s in "
+                    f"1 process, {r[k]:.1f} s in {n} ({r['floor'] / r[k]:.2f}×)"
+                )
             if r["code"] != "new" and r["workers"] in new:
                 same = "identical" if r.get("identical") else "**different**"
                 what = "keys and values" if key[1] == "lmdb" else "bytes"
@@ -264,6 +297,12 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--head", type=Path)
     ap.add_argument("--head-label", default="before")
+    ap.add_argument(
+        "--floor-processes",
+        type=int,
+        default=1,
+        help="GeoTIFF: also time the file-creation floor in this many processes (its own scaling)",
+    )
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / ".data" / "bench_convert_disk.json")
     ap.add_argument("--write", type=Path)
     a = ap.parse_args()
@@ -272,7 +311,7 @@ def main() -> None:
         for fmt in a.formats.split(","):
             for w in map(int, a.workers.split(",")):
                 head = a.head if w == max(map(int, a.workers.split(","))) else None
-                rows += bench(ds, fmt, w, head, a.head_label)
+                rows += bench(ds, fmt, w, head, a.head_label, a.floor_processes)
     a.json.write_text(json.dumps(rows, indent=1))
     text = table(rows)
     print(text)
