@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from rsprep.formats.resumable import ConvertError, PartialBuild
-from rsprep.store.atomic import replace_path, temp_sibling, write_text_atomic
+from rsprep.store.atomic import boot_id, replace_path, temp_sibling, write_text_atomic
 
 MIB = 1 << 20
 #: In the partial build: the boot that wrote its unsynced pages, or ``synced`` once they are on disk.
@@ -64,13 +64,6 @@ def drop_stale(partial: Path, say) -> None:
     if mark.read_text().strip() not in ("synced", boot_id()):
         say(f"discarding {partial}: the machine restarted since it was written and it was not synced to disk")
         shutil.rmtree(partial)
-
-
-def boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
 
 
 def mark_boot(partial: Path) -> None:
