@@ -169,6 +169,24 @@ def test_lmdb_full_disk_and_kill_then_resume_give_the_same_bytes(ds_copy):
     assert not list(ds_copy.glob(".lmdb.*"))
 
 
+def test_lmdb_a_full_disk_during_the_replay_keeps_the_partial_build(ds_copy):
+    """kill -9 after 5 units, then a resume on a full disk: the replay into a fresh environment fails,
+    naming its file; the interrupted build is kept whole, and the next run ends in the clean bytes."""
+    dest, partial = ds_copy / "lmdb", ds_copy / ".lmdb.partial"
+    args = ("convert", "lmdb", str(ds_copy), "--workers", "1", "--chunk", "4")
+    assert run(*args)[0] == 0
+    clean = (dest / "data.mdb").read_bytes()
+    _kill_after((*args, "--overwrite"), partial / PROGRESS, 5)
+    logged = (partial / PROGRESS).read_text()
+    code, err = run(*args, "--overwrite", limit=1_000_000)
+    assert code == 1 and f"writing {partial / 'replay-0' / 'data.mdb'} failed" in err, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert (partial / PROGRESS).read_text() == logged and not (partial / "replay-0").exists()
+    assert (dest / "data.mdb").read_bytes() == clean  # the finished output was never touched
+    assert run(*args, "--overwrite")[0] == 0
+    assert (dest / "data.mdb").read_bytes() == clean and not partial.exists()
+
+
 # --------------------------------------------------------------------------------------------
 # The GeoTIFF switch: renames only, a journal, rolled forward by the next run
 # --------------------------------------------------------------------------------------------

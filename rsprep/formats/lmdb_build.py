@@ -89,9 +89,14 @@ def open_env(path: Path):
     import lmdb
 
     unsynced = boot_id() is not None
-    env = lmdb.open(
-        str(path), map_size=MIB, subdir=True, writemap=unsynced, sync=not unsynced, meminit=True, max_dbs=0
-    )
+    try:
+        flags = {"writemap": unsynced, "sync": not unsynced, "meminit": True, "max_dbs": 0}
+        env = lmdb.open(str(path), map_size=MIB, subdir=True, **flags)
+    except (lmdb.Error, OSError) as exc:  # a full disk or a file-size limit when the map is made
+        raise ConvertError(
+            f"writing {path / 'data.mdb'} failed ({exc}); what was written before is kept: free disk space "
+            "and run the same command again to resume"
+        ) from exc
     psize = env.stat()["psize"]
     with env.begin() as txn:
         cur = txn.cursor()
@@ -189,9 +194,10 @@ def replay(old, build: PartialBuild, unit_keys: list[list[bytes]], say):
     while (partial / f"{REPLAY}{n}").exists() or partial / f"{REPLAY}{n}" == previous:
         n += 1
     fresh = partial / f"{REPLAY}{n}"
-    env, psize, _ = open_env(fresh)
+    env = None
     state = {"last": None}
     try:
+        env, psize, _ = open_env(fresh)
         with old.begin(buffers=True) as txn:
             for unit in done:
                 values = [(k, txn.get(k)) for k in unit_keys[unit]]
@@ -202,7 +208,8 @@ def replay(old, build: PartialBuild, unit_keys: list[list[bytes]], say):
                     return None
                 write_unit(env, psize, state, fresh, values, len(done))
     except BaseException:
-        env.close()
+        if env is not None:
+            env.close()
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     finally:
