@@ -19,6 +19,7 @@ import time
 import pytest
 from test_build import cli_args, inputs, tree_hashes
 
+from rsprep.build.dask_cluster import WORKER_CONFIG
 from rsprep.build.dask_executor import DaskExecutor, WorkStoreNotVisibleError
 from rsprep.build.recipe import RecipeError, load_recipe
 from rsprep.build.recipe_cluster import with_cluster
@@ -242,9 +243,38 @@ def test_batch_job_scripts(kind):
     # the nannies start their workers as the local executor does: thread caps, no MALLOC_TRIM_THRESHOLD_
     import dask.config
 
-    line = next(x for x in script.splitlines() if "PRE_SPAWN_ENVIRON" in x)
-    name, _, value = line.removeprefix("export ").partition("=")
-    collected = dask.config.collect_env({name: value.strip('"')})
+    exports = [x.removeprefix("export ").partition("=") for x in script.splitlines() if "export DASK_" in x]
+    collected = dask.config.collect_env({name: value.strip('"') for name, _, value in exports})
     environ = dask.config.get("distributed.nanny.pre-spawn-environ", config=collected)
     assert environ["OMP_NUM_THREADS"] == "1" and environ["GDAL_NUM_THREADS"] == "1"
     assert "MALLOC_TRIM_THRESHOLD_" not in environ
+    # every worker setting, as Dask reads it back from the job's environment
+    for key, value in WORKER_CONFIG.items():
+        assert dask.config.get(key, config=collected) == value, key
+
+
+def test_a_local_cluster_runs_with_the_worker_settings():
+    """The scheduler and the worker that the build starts tick each second, sample psutil each 5 s and
+    do not profile (their periodic callbacks, not only their configuration); the client's own Dask
+    settings are restored when the cluster closes."""
+    import dask
+
+    from rsprep.build.dask_cluster import start_cluster
+
+    before = dask.config.get("distributed.admin.tick.interval")
+    section = with_cluster(load_recipe("demo"), "local", ["processes=1"]).cluster
+    client, close = start_cluster(section, 1)
+    try:
+
+        def callbacks(dask_worker=None, dask_scheduler=None):
+            server = dask_worker or dask_scheduler
+            return {k: pc.callback_time for k, pc in server.periodic_callbacks.items()}
+
+        (on_worker,) = client.run(callbacks).values()
+        on_scheduler = client.run_on_scheduler(callbacks)
+    finally:
+        close()
+    for found in (on_worker, on_scheduler):
+        assert found["tick"] == 1000 and found["monitor"] == 5000, found
+    assert "profile" not in on_worker
+    assert dask.config.get("distributed.admin.tick.interval") == before

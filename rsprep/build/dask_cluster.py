@@ -20,15 +20,21 @@ from rsprep.build.dask_executor import DaskExecutor, DistributedError, MissingEx
 from rsprep.build.executor import THREAD_VARIABLES, cores
 from rsprep.errors import InvalidParameterError
 
-#: Dask settings of every worker the build starts (and of a LocalCluster's workers through their nanny):
-#: no memory management (a task's arrays are not Dask's to spill) and no statistical profiler (by
-#: default it walks every task thread's stack each 10 ms, holding the GIL, for a dashboard rsprep does
-#: not start).
+#: Dask settings of every worker the build starts (and of a LocalCluster's scheduler and workers, through
+#: their nannies): no memory management (a task's arrays are not Dask's to spill), no statistical
+#: profiler (by default it walks every task thread's stack each 10 ms, holding the GIL, for a dashboard
+#: rsprep does not start), and quiet event loops. By default every scheduler, nanny and worker wakes
+#: each 20 ms to time its own event loop (a diagnostic: the "unresponsive" warning still fires after
+#: ``distributed.admin.tick.limit``, 3 s, when it ticks each second) and each 500 ms to sample psutil
+#: for the dashboard: an idle LocalCluster of 2 workers burnt 6.4 CPU seconds a minute that way, 0.9
+#: with these settings (docs/BENCHMARKS.md), CPU that a task of a busy node does not get.
 WORKER_CONFIG = {
     "distributed.worker.memory.target": False,
     "distributed.worker.memory.spill": False,
     "distributed.worker.memory.pause": False,
     "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
 }
 JOBQUEUE_MISSING = "dask-jobqueue is not installed: pip install 'rsprep[dist]'"
 
