@@ -1,6 +1,6 @@
 """Benchmark the Dask executor of ``rsprep build`` against the local-process executor (issue 21), in one run.
 
-    python bench/bench_dask.py [--products 0] [--workers 2] [--small] [--no-finalize]
+    python bench/bench_dask.py [--products 0] [--workers 2] [--pairs 1] [--small] [--no-finalize]
         [--write docs/BENCHMARKS.md]
 
 1. The full-size archive of bench/bench_build.py (bench/.data/build-2x2-jp2: 4 L2A products of
@@ -15,8 +15,13 @@
    for Dask also its startup (cluster and first worker). Dask's overhead = its wall − the local wall,
    in total and per task, and, since a shared machine's load inflates the tasks' own seconds unevenly,
    also the difference of the slack (wall − Σ task seconds ÷ workers: plan, start-up, scheduling,
-   imbalance); the two work stores are compared byte for byte. ``--with RUN.json`` adds the figures
-   of another run (e.g. ``--dask-first``, written to bench/.data/bench_dask-dask-first.json).
+   imbalance); the two work stores are compared byte for byte. ``--pairs N`` repeats the pair N times,
+   alternating which executor goes first (ABBA…), since one pair on a shared machine moves by more
+   than the goal's margin; the section gives every pair and the median ratio. ``--with RUN.json`` adds
+   the figures of another run (e.g. ``--dask-first``, written to bench/.data/bench_dask-dask-first.json).
+2b. Before the builds (unless ``--no-idle``): the CPU seconds an idle LocalCluster of N workers burns
+   in a minute, with Dask's defaults and as ``rsprep build`` starts it (bench/dask_idle.py): CPU that
+   the tasks of a busy node lose.
 4. Unless ``--no-finalize``: ``rsprep build … --finalize`` on the local run's OUT (the dataset-wide
    steps once, as after array jobs), whose ``convert:lmdb`` gives the single LMDB writer's rate for the
    reBEN arithmetic of the section.
@@ -31,6 +36,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -77,6 +83,30 @@ def run(
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return {"wall_s": wall, "load": f"{before} → {loadavg()}", "cmd": cmd, "out": str(out)}
+
+
+def idle_probe(workers: int, seconds: float = 60.0) -> dict:
+    """bench/dask_idle.py for Dask's defaults and for rsprep's settings, each in a fresh process."""
+    found = {}
+    for kind in ("defaults", "rsprep"):
+        cmd = [sys.executable, str(Path(__file__).with_name("dask_idle.py")), kind]
+        cmd += ["--workers", str(workers), "--seconds", str(seconds)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        found[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"idle {kind}: {found[kind]}", flush=True)
+    return found
+
+
+def idle_share(x: dict) -> tuple[float, float]:
+    """(CPU seconds per minute in all of the cluster's processes, % of this machine's cores)."""
+    total = (x["client_s"] + sum(x["workers_s"])) * 60 / x["seconds"]
+    return total, 100 * total / 60 / (os.cpu_count() or 1)
+
+
+def dask_ratio(r: dict) -> float:
+    return r["dask"]["wall_s"] / r["local"]["wall_s"]
 
 
 def shard_figures(b: dict) -> dict:
@@ -136,10 +166,21 @@ def run_rows(runs: list[dict], workers: int) -> list[str]:
     ]
     for r in runs:
         lo, da = r["local"], r["dask"]
+        label = (f"pair {r['pair']}, " if r.get("pair") else "") + r.get("order", "local first")
         out.append(
-            f"| {r.get('order', 'local first')} | {lo['wall_s']:.1f} | {da['wall_s']:.1f} | "
+            f"| {label} | {lo['wall_s']:.1f} | {da['wall_s']:.1f} | "
             f"**{da['wall_s'] / lo['wall_s']:.3f}×** | {sum(lo['tasks'].values()):.0f} / "
             f"{sum(da['tasks'].values()):.0f} | {slack(lo, workers):.1f} / {slack(da, workers):.1f} |"
+        )
+    pairs = [r for r in runs if r.get("pair")]  # the pairs of one run (not those added by --with)
+    if len(pairs) > 1:
+        ratios = sorted(dask_ratio(r) for r in pairs)
+        slacks = [
+            (slack(r["dask"], workers) - slack(r["local"], workers)) / len(r["dask"]["tasks"]) for r in pairs
+        ]
+        out.append(
+            f"| **median of the {len(pairs)} pairs** | | | **{statistics.median(ratios):.3f}×** "
+            f"({ratios[0]:.3f}–{ratios[-1]:.3f}) | | {statistics.median(slacks):+.1f} s per task |"
         )
     return out
 
@@ -183,8 +224,9 @@ def arithmetic(r: dict, workers: int) -> dict:
 def section(r: dict, args: argparse.Namespace) -> str:
     local, dask, x = r["local"], r["dask"], r["arithmetic"]
     n, w = len(r["products"]), args.workers
-    cmd = "` and `".join([r["command"], *(o["command"] for o in r.get("others", []))])
-    ratio = dask["wall_s"] / local["wall_s"]
+    pairs = [o for o in r.get("others", []) if o.get("pair")]
+    cmd = "` and `".join([r["command"], *(o["command"] for o in r.get("others", []) if not o.get("pair"))])
+    ratio = dask_ratio(r)
     lines = [
         HEADING,
         "",
@@ -229,7 +271,15 @@ def section(r: dict, args: argparse.Namespace) -> str:
         "inside the workers: the same function and thread caps, but not the same worker environment "
         "(below) and not the same load of the shared machine. "
         f"Work stores byte-identical: **{'yes' if r['identical'] else 'NO'}** (SHA-256 over every file of "
-        "OUT/work).",
+        "OUT/work"
+        + (f", in each of the {1 + len(pairs)} pairs" if pairs else "")
+        + ")."
+        + (
+            f" That is pair 1 of {1 + len(pairs)}, alternating which executor goes first (ABBA…): their "
+            f"**median is {statistics.median(dask_ratio(x) for x in [r, *pairs]):.3f}×** (table below)."
+            if pairs
+            else ""
+        ),
     ]
     lines += [
         "",
@@ -238,7 +288,25 @@ def section(r: dict, args: argparse.Namespace) -> str:
         "",
         *run_rows([r, *r.get("others", [])], w),
     ]
-    if any("spawn_environ" not in run for run in [r, *r.get("others", [])]):
+    idle = r.get("idle")
+    if idle:
+        (d_s, d_pct), (r_s, r_pct) = idle_share(idle["defaults"]), idle_share(idle["rsprep"])
+        lines += [
+            "",
+            f"An idle LocalCluster of {w} workers (`bench/dask_idle.py`, {idle['rsprep']['seconds']:.0f} s "
+            "after start-up, CPU seconds of the client process, which holds the scheduler and the nannies, "
+            f"and of each worker): with Dask's defaults **{d_s:.1f} CPU s per minute** ({d_pct:.1f} % of "
+            f"this machine's {os.cpu_count()} cores; client {idle['defaults']['client_s']:.2f} s, workers "
+            + " / ".join(f"{x:.2f}" for x in idle["defaults"]["workers_s"])
+            + f" s), as `rsprep build` starts it **{r_s:.1f} CPU s per minute** ({r_pct:.1f} %; client "
+            f"{idle['rsprep']['client_s']:.2f} s, workers "
+            + " / ".join(f"{x:.2f}" for x in idle["rsprep"]["workers_s"])
+            + " s). The difference is CPU that the tasks of a busy node lose: by default every scheduler, "
+            "nanny and worker wakes each 20 ms to time its own event loop and each 500 ms to sample psutil "
+            "for a dashboard; rsprep's workers tick each second and sample each 5 s "
+            "(`rsprep.build.dask_cluster.WORKER_CONFIG`).",
+        ]
+    if any("spawn_environ" not in run for run in [r, *r.get("others", [])] if not run.get("pair")):
         lines += [
             "",
             "These runs were made before `rsprep build` gave a LocalCluster's workers the local executor's "
@@ -307,6 +375,8 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="the demo-size archive (a check of the benchmark)")
     ap.add_argument("--no-finalize", action="store_true", help="skip the --finalize run")
     ap.add_argument("--dask-first", action="store_true", help="run the Dask build before the local one")
+    ap.add_argument("--pairs", type=int, default=1, help="pairs of builds, alternating which goes first")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle cluster's CPU probe")
     ap.add_argument("--set", dest="sets", action="append", help="recipe overrides (default: reBEN-like)")
     ap.add_argument("--with", dest="others", action="append", help="another run's JSON, for the table")
     ap.add_argument("--write", type=Path)
@@ -318,11 +388,12 @@ def main() -> None:
         r.setdefault("command", "python bench/bench_dask.py")  # recorded before the key existed
         r.setdefault("date", time.strftime("%Y-%m-%d", time.localtime(args.report.stat().st_mtime)))
         r["arithmetic"] = arithmetic(r, args.workers)
-        r["others"] = [json.loads(Path(p).read_text()) for p in args.others or ()]
+        pairs = [o for o in r.get("others", []) if o.get("pair")]  # this run's further pairs
+        r["others"] = [*pairs, *(json.loads(Path(p).read_text()) for p in args.others or ())]
         for o in r["others"]:  # recorded before the key existed: its flags, from what it recorded
             flags = " --dask-first" if o.get("order") == "Dask first" else ""
             o.setdefault(
-                "command",
+                "command",  # (a pair of this run is not listed among the commands)
                 "python bench/bench_dask.py" + flags + ("" if "finalize" in o else " --no-finalize"),
             )
         r["reported"] = " ".join(["python bench/bench_dask.py", *sys.argv[1:]])
@@ -348,20 +419,33 @@ def main() -> None:
         "local": ["--shard", "0/1"],
         "dask": ["--shard", "0/1", "--cluster", "local", "--cluster-option", f"processes={w}"],
     }
-    for k in ("dask", "local") if args.dask_first else ("local", "dask"):
-        r[k] = run(archive, products, base / k, sets, w, extras[k])
-        print(f"{k}: {r[k]['wall_s']:.1f} s", flush=True)
-    r["order"] = "Dask first" if args.dask_first else "local first"
-    for k in ("local", "dask"):
-        r[k].update(shard_figures(r[k]))
+    if not args.no_idle:
+        r["idle"] = idle_probe(w)
+    pairs = []
+    for i in range(args.pairs):
+        dask_first = args.dask_first != (i % 2 == 1)  # ABBA…: the order's own effect cancels out
+        pair: dict = {"order": "Dask first" if dask_first else "local first"}
+        for k in ("dask", "local") if dask_first else ("local", "dask"):
+            pair[k] = run(archive, products, base / k, sets, w, extras[k])
+            print(f"pair {i + 1}, {k}: {pair[k]['wall_s']:.1f} s", flush=True)
+        for k in ("local", "dask"):
+            pair[k].update(shard_figures(pair[k]))
+        pair["identical"] = tree_digest(base / "local" / "work") == tree_digest(base / "dask" / "work")
+        if args.pairs > 1:
+            pair["pair"] = i + 1
+        pairs.append(pair)
+    first = pairs[0]
+    r.update(local=first["local"], dask=first["dask"], order=first["order"])
     r["work_bytes"] = disk_usage(base / "local" / "work")
-    r["identical"] = tree_digest(base / "local" / "work") == tree_digest(base / "dask" / "work")
+    r["identical"] = all(p["identical"] for p in pairs)
     if not args.no_finalize:
         r["finalize"] = finalize(archive, products, base / "local", sets)
         print(f"finalize: {r['finalize']['wall_s']:.1f} s", flush=True)
     r["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     r["arithmetic"] = arithmetic(r, w)
-    r["others"] = [json.loads(Path(p).read_text()) for p in args.others or ()]
+    r["others"] = [*pairs[1:], *(json.loads(Path(p).read_text()) for p in args.others or ())]
+    if args.pairs > 1:
+        r["pair"] = 1
     name = "bench_dask-dask-first.json" if args.dask_first else "bench_dask.json"
     (args.archive_dir / name).write_text(json.dumps(r, indent=1, default=str))
     print(json.dumps({k: v for k, v in r.items() if k not in ("local", "dask")}, indent=1, default=str))
