@@ -57,11 +57,15 @@ def manifest(archive) -> dict:
 
 @pytest.fixture(scope="session")
 def full_archive(tmp_path_factory) -> Path:
-    """Two real-size (10980 × 10980 px) neighbouring tiles, one date, GeoTIFF content, no S1 (slow)."""
+    """One real-size (10980 × 10980 px) tile, T33UUP, one date, GeoTIFF content, no S1 (slow: ~2 min).
+
+    One tile: what the tests read of it is that tile; where its neighbours sit at full size is the
+    pure layout's business (tests/test_synth_layout.py).
+    """
     from rsprep.synth import SynthConfig, synthesize
 
     out = tmp_path_factory.mktemp("synth-full") / "full"
-    synthesize(out, SynthConfig(tiles=2, acquisitions=1, full_size=True, s1=False, content="gtiff"))
+    synthesize(out, SynthConfig(tiles=1, acquisitions=1, full_size=True, s1=False, content="gtiff"))
     return out
 
 

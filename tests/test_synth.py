@@ -434,8 +434,9 @@ def test_interrupted_run_leaves_nothing(tmp_path):
 def test_full_size_tile(full_archive):
     m = load_manifest(full_archive)
     assert m["tile_size_m"] == 109_800
-    uup, uvp = m["tiles"]
-    assert uup["patches_per_side"] == 91 and uvp["ulx"] == 399_960  # the real T33UVP corner
+    (uup,) = m["tiles"]
+    # the real T33UUP corner; its neighbours at full size: tests/test_synth_layout.py
+    assert uup["patches_per_side"] == 91 and (uup["ulx"], uup["uly"]) == (300_000, 5_400_000)
     assert len(m["products"][0]["patches"]) == 8281
     p = read_product(full_archive / m["products"][0]["path"])
     assert p.problems == [] and p.band_file("B02").actual_shape == (10980, 10980)
