@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO   ?= demo
+# pytest-xdist processes of `make test` (files stay whole on one worker: module fixtures are built once)
+TEST_WORKERS ?= 2
 # TorchGeo and ConfigILM live in their own environment (they need torch 2.14.1 + torchvision 0.29.1,
 # which lie on disk here; pinning them avoids gigabytes of downloads; ConfigILM needs NumPy 1.x).
 INTEROP       := .venv-interop
@@ -60,7 +62,7 @@ interop-venv: $(INTEROP_STAMP)
 test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/ruff check rsprep tests bench
 	$(BIN)/lint-imports --no-cache
-	RSPREP_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python RSPREP_REQUIRE_INTEROP=1 $(BIN)/python -m pytest
+	RSPREP_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python RSPREP_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x -q

@@ -56,20 +56,6 @@ def manifest(archive) -> dict:
 
 
 @pytest.fixture(scope="session")
-def full_archive(tmp_path_factory) -> Path:
-    """One real-size (10980 × 10980 px) tile, T33UUP, one date, GeoTIFF content, no S1 (slow: ~2 min).
-
-    One tile: what the tests read of it is that tile; where its neighbours sit at full size is the
-    pure layout's business (tests/test_synth_layout.py).
-    """
-    from rsprep.synth import SynthConfig, synthesize
-
-    out = tmp_path_factory.mktemp("synth-full") / "full"
-    synthesize(out, SynthConfig(tiles=1, acquisitions=1, full_size=True, s1=False, content="gtiff"))
-    return out
-
-
-@pytest.fixture(scope="session")
 def reference_work(archive, manifest, tmp_path_factory) -> Path:
     """The demo archive through patch, s1 and reference: a complete work store."""
     from rsprep.stages.patch import patch_products

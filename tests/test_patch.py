@@ -327,30 +327,6 @@ def test_corrupt_l1c_is_refused_before_sen2cor_runs(l1c_pair, tmp_path, monkeypa
     assert res.status == "done"  # --no-verify: the corrupt pixels pass, as the user asked
 
 
-# -- georeferencing of the official patches (full-size tile) ------------------------------------------
-@pytest.mark.slow
-def test_full_size_patch_matches_official_georeferencing(full_archive, shared_data, tmp_path):
-    official = shared_data("reben-v2-patches/BigEarthNet-S2")
-    prod = next((full_archive / "s2").glob("*T33UUP*.SAFE"))
-    res = patch_product(prod, out=tmp_path / "w")
-    store = TileStore.open(res.store)
-    grid = store.grid
-    assert grid.count == 8281
-    s2 = store.zarr("s2.zarr")
-    for patch_dir in sorted(official.glob("*/*T33UUP_*")):
-        _, x, y = patch_dir.name.rsplit("_", 2)
-        x, y = int(x), int(y)
-        assert grid.patch_id(x, y) == patch_dir.name
-        for tif in sorted(patch_dir.glob("*.tif")):
-            band = tif.stem.rsplit("_", 1)[1]
-            res_m = BANDS_BY_NAME[band].resolution
-            with rasterio.open(tif) as ds:
-                assert ds.crs.to_epsg() == grid.epsg == 32633
-                assert tuple(ds.transform)[:6] == grid.transform(x, y, res_m), tif.name
-                assert ds.shape == s2[band].shape[1:], tif.name
-    assert grid.transform(75, 43, 10)[2::3] == (390000.0, 5348400.0)
-
-
 def test_same_input_gives_byte_identical_stores(archive, manifest, tmp_path):
     import hashlib
 

@@ -16,7 +16,7 @@ from rsprep.core.bands import SPECTRAL_BANDS
 from rsprep.core.grid import parse_patch_id
 from rsprep.errors import InvalidParameterError, OutputExistsError
 from rsprep.inputs.safe import read_product
-from rsprep.synth import SynthConfig, load_manifest, synthesize
+from rsprep.synth import SynthConfig, synthesize
 from rsprep.synth.spectra import CLC_CODES
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -428,16 +428,3 @@ def test_interrupted_run_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         synthesize(tmp_path / "x", SynthConfig(tiles=1, acquisitions=1, s1=False), progress=boom)
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.slow
-def test_full_size_tile(full_archive):
-    m = load_manifest(full_archive)
-    assert m["tile_size_m"] == 109_800
-    (uup,) = m["tiles"]
-    # the real T33UUP corner; its neighbours at full size: tests/test_synth_layout.py
-    assert uup["patches_per_side"] == 91 and (uup["ulx"], uup["uly"]) == (300_000, 5_400_000)
-    assert len(m["products"][0]["patches"]) == 8281
-    p = read_product(full_archive / m["products"][0]["path"])
-    assert p.problems == [] and p.band_file("B02").actual_shape == (10980, 10980)
-    assert m["clc"]["n_polygons"] > 2000  # realistic CLC density: thousands per tile
