@@ -6,12 +6,15 @@
 1. The full-size archive of bench/bench_build.py (bench/.data/build-2x2-jp2: 4 L2A products of
    10980 × 10980 px, JPEG2000, S1, CLC, countries), read once into the page cache (``--small``: the
    demo-size synthetic archive instead, to check that the benchmark works).
-2. The per-product phase twice, each into a fresh OUT, in subprocesses: ``rsprep build … --workers N
+2. Before the builds (unless ``--no-idle``): the CPU seconds an idle LocalCluster of N workers burns
+   in a minute, with Dask's defaults and as ``rsprep build`` starts it (bench/dask_idle.py): CPU that
+   the tasks of a busy node lose.
+3. The per-product phase twice, each into a fresh OUT, in subprocesses: ``rsprep build … --workers N
    --shard 0/1`` (one shard holding every product: only the per-product tasks, no dataset-wide step),
    with the local-process executor, then with ``--cluster local --cluster-option processes=N`` (a Dask
    LocalCluster of N worker processes, one thread each). The dataset-wide steps are left out of the
    comparison: they are the same code on the client whichever executor ran the tasks.
-3. From each ``OUT/shards/0-of-1.json``: every product's stage seconds (measured inside the worker);
+4. From each ``OUT/shards/0-of-1.json``: every product's stage seconds (measured inside the worker);
    for Dask also its startup (cluster and first worker). Dask's overhead = its wall − the local wall,
    in total and per task, and, since a shared machine's load inflates the tasks' own seconds unevenly,
    also the difference of the slack (wall − Σ task seconds ÷ workers: plan, start-up, scheduling,
@@ -19,10 +22,7 @@
    alternating which executor goes first (ABBA…), since one pair on a shared machine moves by more
    than the goal's margin; the section gives every pair and the median ratio. ``--with RUN.json`` adds
    the figures of another run (e.g. ``--dask-first``, written to bench/.data/bench_dask-dask-first.json).
-2b. Before the builds (unless ``--no-idle``): the CPU seconds an idle LocalCluster of N workers burns
-   in a minute, with Dask's defaults and as ``rsprep build`` starts it (bench/dask_idle.py): CPU that
-   the tasks of a busy node lose.
-4. Unless ``--no-finalize``: ``rsprep build … --finalize`` on the local run's OUT (the dataset-wide
+5. Unless ``--no-finalize``: ``rsprep build … --finalize`` on the local run's OUT (the dataset-wide
    steps once, as after array jobs), whose ``convert:lmdb`` gives the single LMDB writer's rate for the
    reBEN arithmetic of the section.
 """
@@ -169,7 +169,7 @@ def run_rows(runs: list[dict], workers: int) -> list[str]:
         label = (f"pair {r['pair']}, " if r.get("pair") else "") + r.get("order", "local first")
         out.append(
             f"| {label} | {lo['wall_s']:.1f} | {da['wall_s']:.1f} | "
-            f"**{da['wall_s'] / lo['wall_s']:.3f}×** | {sum(lo['tasks'].values()):.0f} / "
+            f"**{dask_ratio(r):.3f}×** | {sum(lo['tasks'].values()):.0f} / "
             f"{sum(da['tasks'].values()):.0f} | {slack(lo, workers):.1f} / {slack(da, workers):.1f} |"
         )
     pairs = [r for r in runs if r.get("pair")]  # the pairs of one run (not those added by --with)
